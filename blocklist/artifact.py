@@ -1,0 +1,358 @@
+"""The list a distributor signs and a sensor enforces: header + entries, msgpack-encoded.
+
+The encoding is strict both ways. ``to_bytes`` is deterministic (same list, same bytes), so a
+list's digest names its content; ``from_bytes`` refuses unknown format versions, unknown keys,
+wrong types, trailing bytes and oversize input, each with its own exception and the place
+where it went wrong. Category names and source ids are interned into header tables so that
+a million entries do not repeat the same strings a million times.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from .errors import ArtifactTooLarge, MalformedArtifact, UnsupportedFormat
+
+KiB = 1024
+MiB = 1024 * KiB
+
+FORMAT_NAME = "stockade-list"
+FORMAT_VERSION = 1
+#: Decoders refuse anything larger unless told otherwise; the trust layer sets its own limit.
+DEFAULT_MAX_LIST_BYTES = 256 * MiB
+MAX_VALUE_CHARS = 4096
+MAX_NAME_CHARS = 128
+MAX_TABLE_ENTRIES = 65_535
+#: msgpack's largest unsigned integer; a larger version could be built but never encoded.
+MAX_VERSION = 2**64 - 1
+
+
+class EntryType(enum.IntEnum):
+    """What an entry's value is and how it matches."""
+
+    DOMAIN = 1  # the name and every name below it
+    HOST = 2  # exactly this host name
+    URL = 3  # host + path prefix
+    IP = 4  # one address, v4 or v6
+    CIDR = 5  # a prefix, v4 or v6
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Action(enum.IntEnum):
+    """What the sensor does on a match."""
+
+    BLOCK = 1
+    ALERT = 2
+    ALLOW = 3  # an exception inside a broader block entry
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def _require(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise MalformedArtifact(f"{where}: {what}")
+
+
+def _utc(ts: datetime, what: str) -> datetime:
+    """Aware UTC at whole seconds: the wire holds integer seconds, so the value does too.
+
+    Without the truncation a list created at .1 s and expiring at .5 s of the same second
+    would encode to bytes its own decoder refuses (expires <= created).
+    """
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got naive {ts.isoformat()}")
+    return ts.astimezone(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One indicator as the sensor enforces it."""
+
+    type: EntryType
+    value: str
+    action: Action = Action.BLOCK
+    priority: int = 100
+    category: str = "unknown"
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, EntryType):
+            object.__setattr__(self, "type", EntryType(self.type))
+        if not isinstance(self.action, Action):
+            object.__setattr__(self, "action", Action(self.action))
+        if not 0 <= self.priority <= 255:
+            raise ValueError(f"priority must be 0..255, got {self.priority}")
+        if not isinstance(self.value, str) or not 0 < len(self.value) <= MAX_VALUE_CHARS:
+            raise ValueError(f"value must be a string of 1..{MAX_VALUE_CHARS} characters")
+        if not isinstance(self.category, str) or not 0 < len(self.category) <= MAX_NAME_CHARS:
+            raise ValueError(f"category must be a string of 1..{MAX_NAME_CHARS} characters")
+        # The decoder reads exactly these limits back; refuse here what it would refuse there.
+        object.__setattr__(self, "sources", tuple(self.sources))
+        for s in self.sources:
+            if not isinstance(s, str) or not 0 < len(s) <= MAX_NAME_CHARS:
+                raise ValueError(f"each source must be a string of 1..{MAX_NAME_CHARS} characters")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type.label,
+            "value": self.value,
+            "action": self.action.label,
+            "priority": self.priority,
+            "category": self.category,
+            "sources": list(self.sources),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What the list is for and how long it may be trusted; all of it is signed."""
+
+    tenant: str
+    profile: str
+    version: int
+    created: datetime
+    expires: datetime
+    key_id: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("tenant", "profile", "key_id"):
+            val = getattr(self, name)
+            if not isinstance(val, str) or not val or len(val) > MAX_NAME_CHARS:
+                raise ValueError(f"{name} must be 1..{MAX_NAME_CHARS} characters")
+        if (
+            isinstance(self.version, bool)
+            or not isinstance(self.version, int)
+            or not 1 <= self.version <= MAX_VERSION
+        ):
+            raise ValueError(f"version must be an integer 1..2**64-1, got {self.version!r}")
+        object.__setattr__(self, "created", _utc(self.created, "created"))
+        object.__setattr__(self, "expires", _utc(self.expires, "expires"))
+        if self.expires <= self.created:
+            raise ValueError("expires must be after created")
+        object.__setattr__(self, "counts", dict(self.counts))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockList:
+    """A header and its entries: exactly what the signature covers."""
+
+    header: Header
+    entries: tuple[Entry, ...]
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        tenant: str,
+        profile: str,
+        version: int,
+        created: datetime,
+        expires: datetime,
+        key_id: str,
+        entries: Iterable[Entry],
+    ) -> BlockList:
+        """Build a list whose header counts match its entries."""
+        ents = tuple(entries)
+        counts = Counter(e.type.label for e in ents)
+        header = Header(
+            tenant, profile, version, created, expires, key_id, dict(sorted(counts.items()))
+        )
+        return cls(header, ents)
+
+    def __post_init__(self) -> None:
+        counts = Counter(e.type.label for e in self.entries)
+        if dict(counts) != {k: v for k, v in self.header.counts.items() if v}:
+            raise ValueError(
+                f"header counts {dict(self.header.counts)} do not match entries {dict(counts)}"
+            )
+
+    # -- encoding ------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        categories: dict[str, int] = {}
+        sources: dict[str, int] = {}
+        rows: list[list[Any]] = []
+        for e in self.entries:
+            cat = categories.setdefault(e.category, len(categories))
+            src = [sources.setdefault(s, len(sources)) for s in e.sources]
+            rows.append([int(e.type), e.value, int(e.action), e.priority, cat, src])
+        if len(categories) > MAX_TABLE_ENTRIES or len(sources) > MAX_TABLE_ENTRIES:
+            raise ValueError("too many distinct categories or sources for one list")
+        h = self.header
+        head = {
+            "tenant": h.tenant,
+            "profile": h.profile,
+            "version": h.version,
+            "created": int(h.created.timestamp()),
+            "expires": int(h.expires.timestamp()),
+            "key_id": h.key_id,
+            "counts": dict(sorted(h.counts.items())),
+            "categories": list(categories),
+            "sources": list(sources),
+        }
+        out: bytes = msgpack.packb([FORMAT_NAME, FORMAT_VERSION, head, rows], use_bin_type=True)
+        return out
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> BlockList:
+        if len(data) > max_bytes:
+            raise ArtifactTooLarge(f"list is {len(data)} bytes, limit is {max_bytes}")
+        try:
+            # unpackb bounds every length by len(data) itself (it takes no max_buffer_size).
+            obj = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+        except msgpack.ExtraData as e:
+            raise MalformedArtifact(f"list: trailing bytes after the list body: {e}") from e
+        except (ValueError, msgpack.UnpackException, TypeError) as e:
+            raise MalformedArtifact(f"list: not valid msgpack: {e}") from e
+        _require(
+            isinstance(obj, list) and len(obj) == 4,
+            "list",
+            "expected [name, version, header, entries]",
+        )
+        name, version, head, rows = obj
+        if name != FORMAT_NAME:
+            raise UnsupportedFormat(f"list: format name {name!r}, expected {FORMAT_NAME!r}")
+        if type(version) is not int or version != FORMAT_VERSION:  # True == 1.0 == 1
+            raise UnsupportedFormat(
+                f"list: format version {version!r}, this code reads {FORMAT_VERSION}"
+            )
+        header, categories, sources = _decode_header(head)
+        _require(isinstance(rows, list), "list.entries", "expected an array")
+        entries = tuple(_decode_entry(i, r, categories, sources) for i, r in enumerate(rows))
+        try:
+            return cls(header, entries)
+        except ValueError as e:
+            raise MalformedArtifact(f"list: {e}") from e
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+_HEADER_KEYS = frozenset(
+    {
+        "tenant",
+        "profile",
+        "version",
+        "created",
+        "expires",
+        "key_id",
+        "counts",
+        "categories",
+        "sources",
+    }
+)
+
+
+def _int(v: object, where: str) -> int:
+    _require(
+        isinstance(v, int) and not isinstance(v, bool),
+        where,
+        f"expected an integer, got {type(v).__name__}",
+    )
+    assert isinstance(v, int)
+    return v
+
+
+def _str(v: object, where: str, limit: int = MAX_NAME_CHARS) -> str:
+    _require(isinstance(v, str), where, f"expected a string, got {type(v).__name__}")
+    assert isinstance(v, str)
+    _require(0 < len(v) <= limit, where, f"length {len(v)} outside 1..{limit}")
+    return v
+
+
+def _str_list(v: object, where: str) -> list[str]:
+    _require(isinstance(v, list), where, "expected an array")
+    assert isinstance(v, list)
+    _require(len(v) <= MAX_TABLE_ENTRIES, where, "table too large")
+    return [_str(x, f"{where}[{i}]") for i, x in enumerate(v)]
+
+
+def _ts(v: object, where: str) -> datetime:
+    n = _int(v, where)
+    try:
+        return datetime.fromtimestamp(n, UTC)
+    except (OverflowError, OSError, ValueError) as e:
+        raise MalformedArtifact(f"{where}: timestamp {n} out of range") from e
+
+
+def _decode_header(head: object) -> tuple[Header, list[str], list[str]]:
+    _require(isinstance(head, dict), "list.header", "expected a map")
+    assert isinstance(head, dict)
+    unknown = set(head) - _HEADER_KEYS
+    _require(not unknown, "list.header", f"unknown keys {sorted(unknown)}")
+    missing = _HEADER_KEYS - set(head)
+    _require(not missing, "list.header", f"missing keys {sorted(missing)}")
+    counts = head["counts"]
+    _require(isinstance(counts, dict), "list.header.counts", "expected a map")
+    checked_counts = {
+        _str(k, "list.header.counts key"): _int(v, f"list.header.counts[{k}]")
+        for k, v in counts.items()
+    }
+    try:
+        header = Header(
+            tenant=_str(head["tenant"], "list.header.tenant"),
+            profile=_str(head["profile"], "list.header.profile"),
+            version=_int(head["version"], "list.header.version"),
+            created=_ts(head["created"], "list.header.created"),
+            expires=_ts(head["expires"], "list.header.expires"),
+            key_id=_str(head["key_id"], "list.header.key_id"),
+            counts=checked_counts,
+        )
+    except ValueError as e:
+        if isinstance(e, MalformedArtifact):
+            raise
+        raise MalformedArtifact(f"list.header: {e}") from e
+    return (
+        header,
+        _str_list(head["categories"], "list.header.categories"),
+        _str_list(head["sources"], "list.header.sources"),
+    )
+
+
+def _decode_entry(i: int, row: object, categories: Sequence[str], sources: Sequence[str]) -> Entry:
+    where = f"list.entries[{i}]"
+    _require(
+        isinstance(row, list) and len(row) == 6,
+        where,
+        "expected [type, value, action, priority, category, sources]",
+    )
+    assert isinstance(row, list)
+    t, value, action, prio, cat, src = row
+    t = _int(t, f"{where}.type")
+    action = _int(action, f"{where}.action")
+    prio = _int(prio, f"{where}.priority")
+    cat = _int(cat, f"{where}.category")
+    _require(t in EntryType._value2member_map_, f"{where}.type", f"unknown entry type {t}")
+    _require(action in Action._value2member_map_, f"{where}.action", f"unknown action {action}")
+    _require(0 <= prio <= 255, f"{where}.priority", f"{prio} outside 0..255")
+    _require(0 <= cat < len(categories), f"{where}.category", f"index {cat} outside the table")
+    _require(isinstance(src, list), f"{where}.sources", "expected an array")
+    assert isinstance(src, list)
+    src_names = []
+    for j, s in enumerate(src):
+        s = _int(s, f"{where}.sources[{j}]")
+        _require(0 <= s < len(sources), f"{where}.sources[{j}]", f"index {s} outside the table")
+        src_names.append(sources[s])
+    return Entry(
+        EntryType(t),
+        _str(value, f"{where}.value", MAX_VALUE_CHARS),
+        Action(action),
+        prio,
+        categories[cat],
+        tuple(src_names),
+    )

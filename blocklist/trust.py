@@ -1,0 +1,229 @@
+"""Trust as a state machine with no I/O: what a sensor accepts, and in which order it checks.
+
+``TrustedListState.update(bundle_bytes)`` applies these rules, each refusal with its own
+exception, and changes nothing unless every rule passes (the last good list stays):
+
+ 1. Size: the bundle is no larger than ``policy.max_bundle_bytes``            -> TooLarge
+ 2. Shape: bundle, envelopes and keyring decode strictly                   -> MalformedArtifact
+ 3. Keyring: signed by ``root_threshold`` pinned root keys        -> Missing/Bad/UnknownKey
+ 4. Keyring: version not lower than the one held (equal only if identical)        -> Rollback
+ 5. Keyring: not expired                                                          -> Expired
+ 6. List: signed by a keyring key allowed for the policy's tenant,
+    none of them revoked                                  -> RevokedKey/UnknownKey/BadSignature
+ 7. List: payload decodes strictly (parsed only after it verified)         -> MalformedArtifact
+ 8. List: header key id is a key that signed it                                -> BadSignature
+ 9. List: made for this tenant and profile                          -> WrongTenant/WrongProfile
+10. List: not expired                                                             -> Expired
+11. List: version newer than the one held                                        -> Rollback
+12. List: version jump within ``policy.max_version_jump``                     -> FastForward
+
+Expiry rules use an injected clock so tests can travel in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .artifact import BlockList, MiB
+from .errors import (
+    BadSignature,
+    Expired,
+    FastForward,
+    MissingSignature,
+    Rollback,
+    TooLarge,
+    UnknownKey,
+    WrongProfile,
+    WrongTenant,
+)
+from .signing import (
+    PAYLOAD_KEYRING,
+    PAYLOAD_LIST,
+    Bundle,
+    Keyring,
+    PublicKey,
+    now_utc,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustPolicy:
+    """What this holder accepts. ``None`` for tenant/profile means 'any' (inspection only)."""
+
+    tenant: str | None = None
+    profile: str | None = None
+    max_bundle_bytes: int = 64 * MiB
+    max_version_jump: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_bundle_bytes < 1:
+            raise ValueError("max_bundle_bytes must be positive")
+        if self.max_version_jump is not None and self.max_version_jump < 1:
+            raise ValueError("max_version_jump must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A list that passed every rule, with the keyring that vouched for it."""
+
+    blocklist: BlockList
+    keyring: Keyring
+    signed_by: tuple[str, ...]
+    size: int
+
+
+class TrustedListState:
+    """The sensor's trusted state: pinned root keys, the held keyring and list versions."""
+
+    def __init__(
+        self,
+        root_keys: Sequence[PublicKey],
+        policy: TrustPolicy | None = None,
+        *,
+        root_threshold: int = 1,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        if not root_keys:
+            raise ValueError("no root keys: an empty trust set must never verify anything")
+        if not 1 <= root_threshold <= len(root_keys):
+            raise ValueError(
+                f"root threshold {root_threshold} impossible with {len(root_keys)} keys"
+            )
+        self.root = {k.keyid: k for k in root_keys}
+        self.root_threshold = root_threshold
+        self.policy = policy or TrustPolicy()
+        self.clock = clock
+        self.keyring: Keyring | None = None
+        self._keyring_bytes: bytes | None = None
+        self.current: Verified | None = None
+        #: A version known to be held elsewhere (e.g. ``verify --held-version``): rule 11 and
+        #: 12 compare against the larger of this and the held list's version.
+        self.floor_version = 0
+
+    @property
+    def held_version(self) -> int:
+        held = self.current.blocklist.header.version if self.current else 0
+        return max(held, self.floor_version)
+
+    def check(self, data: bytes) -> Verified:
+        """Run every rule on ``data`` without changing the held state."""
+        return self._verify(data)
+
+    def update(self, data: bytes) -> Verified:
+        """Verify ``data`` and, only if every rule passes, make it the held list."""
+        verified = self._verify(data)
+        self.keyring = verified.keyring
+        self._keyring_bytes = verified.keyring.to_bytes()
+        self.current = verified
+        return verified
+
+    def _verify(self, data: bytes, *, allow_expired: bool = False) -> Verified:
+        pol = self.policy
+        now = self.clock()
+        # 1. size before any parsing
+        if len(data) > pol.max_bundle_bytes:
+            raise TooLarge(
+                f"list is {len(data)} bytes, this sensor's limit is {pol.max_bundle_bytes}"
+            )
+        # 2. shape
+        bundle = Bundle.from_bytes(data)
+        # 3. keyring signed by the pinned root
+        kr_payload, _ = bundle.keyring.verified_payload(
+            PAYLOAD_KEYRING, self.root, threshold=self.root_threshold, what="keyring"
+        )
+        keyring = Keyring.from_bytes(kr_payload)
+        # 4. keyring rollback
+        if self.keyring is not None:
+            if keyring.version < self.keyring.version:
+                raise Rollback(
+                    f"keyring version {keyring.version} is older than the held {self.keyring.version}"
+                )
+            if keyring.version == self.keyring.version and kr_payload != self._keyring_bytes:
+                raise Rollback(
+                    f"keyring version {keyring.version} differs from the held keyring of the same version"
+                )
+        # 5. keyring expiry
+        if keyring.expires <= now and not allow_expired:
+            raise Expired(
+                f"keyring version {keyring.version} expired at {keyring.expires.isoformat()}"
+            )
+        # 6. list signature by an allowed online key
+        tenant_hint = pol.tenant
+        trusted = (
+            keyring.trusted_for(tenant_hint)
+            if tenant_hint is not None
+            else {k.keyid: k.key for k in keyring.keys if k.keyid not in keyring.revoked}
+        )
+        if not trusted:
+            raise UnknownKey(
+                f"keyring version {keyring.version} lists no key allowed to sign for {tenant_hint!r}"
+            )
+        payload, signed_by = bundle.blocklist.verified_payload(
+            PAYLOAD_LIST,
+            trusted,
+            threshold=keyring.threshold,
+            revoked=keyring.revoked,
+            what="list",
+        )
+        # 7. parse only what verified
+        blocklist = BlockList.from_bytes(payload, max_bytes=pol.max_bundle_bytes)
+        h = blocklist.header
+        # 8. the header names a key that signed it
+        if h.key_id not in signed_by:
+            raise BadSignature(f"list header names key {h.key_id[:16]}, which did not sign it")
+        if tenant_hint is None:
+            entry = keyring.entry(h.key_id)
+            if entry is None or not entry.may_sign_for(h.tenant):
+                raise MissingSignature(
+                    f"key {h.key_id[:16]} may not sign lists of tenant {h.tenant!r}"
+                )
+        # 9. mix-and-match
+        if pol.tenant is not None and h.tenant != pol.tenant:
+            raise WrongTenant(
+                f"list is for tenant {h.tenant!r}, this sensor is tenant {pol.tenant!r}"
+            )
+        if pol.profile is not None and h.profile != pol.profile:
+            raise WrongProfile(
+                f"list is for profile {h.profile!r}, this sensor is profile {pol.profile!r}"
+            )
+        # 10. freeze
+        if h.expires <= now and not allow_expired:
+            raise Expired(
+                f"list version {h.version} expired at {h.expires.isoformat()}; keeping the last good list"
+            )
+        # 11. rollback
+        held = self.held_version
+        if held and h.version <= held:
+            raise Rollback(f"list version {h.version} is not newer than the held version {held}")
+        # 12. fast-forward
+        if (
+            pol.max_version_jump is not None
+            and held
+            and h.version - held > pol.max_version_jump
+        ):
+            raise FastForward(
+                f"list version {h.version} jumps {h.version - held} past the held {held} "
+                f"(limit {pol.max_version_jump})"
+            )
+        return Verified(blocklist, keyring, signed_by, len(data))
+
+    def restore(self, data: bytes) -> Verified:
+        """Re-load the list this sensor saved to disk itself, e.g. after a restart.
+
+        Every rule runs again except expiry: an expired saved list is still enforced
+        (freeze beats nothing) and the caller raises the stale alarm (``is_stale``).
+        """
+        verified = self._verify(data, allow_expired=True)
+        self.keyring = verified.keyring
+        self._keyring_bytes = verified.keyring.to_bytes()
+        self.current = verified
+        return verified
+
+    def is_stale(self) -> bool:
+        """True when the held list (or its keyring) has expired: raise the stale alarm."""
+        if self.current is None:
+            return True
+        now = self.clock()
+        return self.current.blocklist.header.expires <= now or self.current.keyring.expires <= now

@@ -1,0 +1,57 @@
+"""Feed formats: one parser per format, registered by name.
+
+The names are a contract (feed configs use them): ``domains``, ``urls``, ``hosts``,
+``ipcidr``, ``urlhaus_csv`` (alias ``csv``) and ``adblock``. Each parser turns lines into
+normalized ``Indicator`` objects plus a ``ParseReport``; a bad line is counted, never raised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import FetchFailed
+from ..indicators import Indicator
+from . import adblock, hosts, ipcidr, plain, urlhaus
+from .base import FeedFormat, ParseReport, Parser, read_lines
+
+if TYPE_CHECKING:
+    from ..config import FeedConfig
+
+__all__ = ["FORMATS", "PARSERS", "FeedFormat", "ParseReport", "Parser", "parse_feed", "parse_file"]
+
+FORMATS: dict[str, FeedFormat] = {
+    fmt.name: fmt
+    for fmt in (
+        plain.DOMAINS,
+        plain.URLS,
+        hosts.FORMAT,
+        ipcidr.FORMAT,
+        urlhaus.FORMAT,
+        urlhaus.CSV_FORMAT,
+        adblock.FORMAT,
+    )
+}
+PARSERS: dict[str, Parser] = {name: fmt.parse for name, fmt in FORMATS.items()}
+
+
+def parse_file(path: str | Path, feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
+    """Parse a local file with the feed's format (UTF-8 with replacement, BOM, CRLF)."""
+    parser = PARSERS.get(feed.format)
+    if parser is None:
+        raise KeyError(f"unknown feed format {feed.format!r}")
+    return parser(read_lines(Path(path), feed.name), feed)
+
+
+def parse_feed(
+    feed: FeedConfig, path: str | Path | None = None
+) -> tuple[list[Indicator], ParseReport]:
+    """Parse a feed from ``path`` (a fetched copy) or its local ``source``.
+
+    A remote source needs ``path``: fetching is done elsewhere; ``FetchFailed`` says so.
+    """
+    if path is None:
+        path = feed.local_path
+        if path is None:
+            raise FetchFailed(feed.name, f"remote source {feed.source!r} must be fetched first")
+    return parse_file(path, feed)

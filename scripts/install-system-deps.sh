@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Debian packages the sensor and the test suite need. Idempotent; installs only what is missing.
+#   libpcap0.8  - compiling BPF capture filters (sensor live capture, via ctypes)
+#   iproute2    - `ip netns` for network tests in namespaces the tests create
+#   tshark      - a peer decoder the tests compare against
+set -euo pipefail
+
+PACKAGES=(libpcap0.8 iproute2 tshark)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-system-deps: need root to install: ${missing[*]}" >&2
+    echo "run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "install-system-deps: installing ${missing[*]}"
+# Never let a package start a daemon (resolvers would fight for port 53).
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
