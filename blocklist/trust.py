@@ -87,11 +87,12 @@ class TrustedListState:
     ) -> None:
         if not root_keys:
             raise ValueError("no root keys: an empty trust set must never verify anything")
-        if not 1 <= root_threshold <= len(root_keys):
-            raise ValueError(
-                f"root threshold {root_threshold} impossible with {len(root_keys)} keys"
-            )
+        # Count distinct keys: the same key pinned twice must not make 2-of-2 look possible.
         self.root = {k.keyid: k for k in root_keys}
+        if not 1 <= root_threshold <= len(self.root):
+            raise ValueError(
+                f"root threshold {root_threshold} impossible with {len(self.root)} distinct keys"
+            )
         self.root_threshold = root_threshold
         self.policy = policy or TrustPolicy()
         self.clock = clock
@@ -113,7 +114,19 @@ class TrustedListState:
 
     def update(self, data: bytes) -> Verified:
         """Verify ``data`` and, only if every rule passes, make it the held list."""
-        verified = self._verify(data)
+        return self.commit(self._verify(data))
+
+    def commit(self, verified: Verified) -> Verified:
+        """Make a list that ``check`` passed the held one, once the caller has saved it.
+
+        Check, save, then commit: a list that could not be saved is never held, so the
+        state, the list enforced and the copy on disk cannot disagree. Rule 11 is checked
+        again in case another list was committed in between.
+        """
+        held = self.held_version
+        version = verified.blocklist.header.version
+        if held and version <= held:
+            raise Rollback(f"list version {version} is not newer than the held version {held}")
         self.keyring = verified.keyring
         self._keyring_bytes = verified.keyring.to_bytes()
         self.current = verified
@@ -140,7 +153,12 @@ class TrustedListState:
                 raise Rollback(
                     f"keyring version {keyring.version} is older than the held {self.keyring.version}"
                 )
-            if keyring.version == self.keyring.version and kr_payload != self._keyring_bytes:
+            # Compare content, not the signed bytes: another encoder's bytes of the same
+            # keyring must not be taken for a different keyring of the same version.
+            if (
+                keyring.version == self.keyring.version
+                and keyring.to_bytes() != self._keyring_bytes
+            ):
                 raise Rollback(
                     f"keyring version {keyring.version} differs from the held keyring of the same version"
                 )
@@ -198,11 +216,7 @@ class TrustedListState:
         if held and h.version <= held:
             raise Rollback(f"list version {h.version} is not newer than the held version {held}")
         # 12. fast-forward
-        if (
-            pol.max_version_jump is not None
-            and held
-            and h.version - held > pol.max_version_jump
-        ):
+        if pol.max_version_jump is not None and held and h.version - held > pol.max_version_jump:
             raise FastForward(
                 f"list version {h.version} jumps {h.version - held} past the held {held} "
                 f"(limit {pol.max_version_jump})"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..errors import FetchFailed
 from ..indicators import Indicator
 from . import adblock, hosts, ipcidr, plain, urlhaus
-from .base import FeedFormat, ParseReport, Parser, read_lines
+from .base import FeedFormat, Parser, ParseReport, read_lines
 
 if TYPE_CHECKING:
     from ..config import FeedConfig

@@ -1,0 +1,606 @@
+"""From parsed feeds to one signed list for one tenant and firmware profile.
+
+Steps, each recorded in the build report:
+
+1. union: indicators from every enabled feed, merged by (type, value); a value listed by
+   several feeds keeps all their names, the highest confidence and the most severe category;
+2. allow: block entries equal to, or under, an allow entry (AdBlock ``@@`` rules, feeds
+   marked as allow-lists) are removed; an allow entry under a kept ``domain`` block entry is
+   published as an ALLOW exception so the sensor does not alert on it;
+3. redundancy: hosts, domains and URLs under a ``domain`` entry, and addresses and prefixes
+   inside a ``cidr`` entry, add nothing once the broader entry is kept; they are dropped only
+   if it is (a broader entry the profile has no room for gives its room back to them);
+4. priority (0-255, see ``priority``), then selection: highest priority first, under the
+   profile's per-type capacities, shared pools, total entry cap and byte budget; ties broken
+   by type and value so that the same input always gives the same list. A broader entry is
+   considered at the priority of the best entry it covers, and its ALLOW exceptions count
+   against every limit together with it. The byte budget is exact: the size of the signed
+   bundle is tracked entry by entry, so ``len(bundle) <= max_bytes`` always holds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from blocklist.artifact import Action, BlockList, Entry, EntryType
+from blocklist.names import split_url
+from blocklist.signing import PAYLOAD_LIST, Bundle, Envelope
+
+from . import publish
+from .errors import DistributorError
+from .indicators import Indicator, IndicatorType
+from .keys import OnlineKeys
+
+#: How bad a category is, 0..1: C2 > malware delivery > phishing > spam/ads.
+SEVERITY: Mapping[str, float] = {
+    "c2": 1.0,
+    "botnet": 1.0,
+    "ransomware": 0.95,
+    "malware": 0.9,
+    "exploit": 0.9,
+    "phishing": 0.8,
+    "fraud": 0.75,
+    "dga": 0.8,
+    "compromised": 0.7,
+    "hijacked": 0.7,
+    "attack": 0.55,
+    "bruteforce": 0.5,
+    "scanner": 0.45,
+    "cryptomining": 0.5,
+    "spam": 0.35,
+    "tor": 0.3,
+    "proxy": 0.3,
+    "ads": 0.2,
+    "tracking": 0.2,
+    "unknown": 0.5,
+}
+#: Liveness multipliers from a feed's own status field (URLhaus online/offline, Feodo status).
+LIVENESS: Mapping[str, float] = {"online": 1.0, "offline": 0.6}
+UNKNOWN_LIVENESS = 0.85
+WEIGHT_CONFIDENCE = 0.40
+WEIGHT_SEVERITY = 0.35
+WEIGHT_CORROBORATION = 0.25
+TYPE_ORDER = {t: i for i, t in enumerate(IndicatorType)}
+_NAME_TYPES = (IndicatorType.DOMAIN, IndicatorType.HOST)
+
+Key = tuple[IndicatorType, str]
+
+
+class BuildError(DistributorError):
+    """A list that cannot be built as asked (e.g. a byte limit below an empty signed list)."""
+
+
+def _more_severe(new: str, current: str) -> bool:
+    """Most severe wins; 'unknown' never replaces a known category; equal severity: the
+    alphabetically first. A total order, so the merged category does not depend on the order
+    the feeds are read in.
+    """
+    if new == current or new == "unknown":
+        return False
+    if current == "unknown":
+        return True
+    sev_new, sev_cur = SEVERITY.get(new, 0.5), SEVERITY.get(current, 0.5)
+    return sev_new > sev_cur or (sev_new == sev_cur and new < current)
+
+
+@dataclass
+class Merged:
+    """One (type, value) of the union with everything the feeds said about it."""
+
+    type: IndicatorType
+    value: str
+    sources: set[str] = field(default_factory=set)
+    vendors: set[str] = field(default_factory=set)
+    confidence: int = 0
+    category: str = "unknown"
+    statuses: set[str] = field(default_factory=set)
+    priority: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.type, self.value)
+
+    def add(self, ind: Indicator, vendor: str) -> None:
+        self.sources.add(ind.source)
+        self.vendors.add(vendor or ind.source)
+        self.confidence = max(self.confidence, ind.confidence)
+        if _more_severe(ind.category, self.category):
+            self.category = ind.category
+        if ind.status:
+            self.statuses.add(ind.status.lower())
+
+
+def priority(m: Merged) -> int:
+    """0..255 from confidence, category severity, vendor corroboration and liveness.
+
+    ``255 * (0.40*confidence/100 + 0.35*severity + 0.25*(1 - 0.5**vendors)) * liveness``,
+    liveness 1.0 when any source says online, 0.6 when all say offline, 0.85 when unknown.
+    Sightings and DNS liveness will become terms of their own (later issues).
+    """
+    severity = SEVERITY.get(m.category, 0.5)
+    corroboration = 1.0 - 0.5 ** len(m.vendors)
+    if "online" in m.statuses:
+        liveness = LIVENESS["online"]
+    elif m.statuses and m.statuses <= {"offline"}:
+        liveness = LIVENESS["offline"]
+    else:
+        liveness = UNKNOWN_LIVENESS
+    raw = (
+        WEIGHT_CONFIDENCE * m.confidence / 100
+        + WEIGHT_SEVERITY * severity
+        + WEIGHT_CORROBORATION * corroboration
+    )
+    return max(0, min(255, round(255 * raw * liveness)))
+
+
+@dataclass
+class Drops:
+    """What was left out and why, with a few examples per reason."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    priority_mass: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, reason: str, m: Merged, detail: str = "") -> None:
+        self.counts[reason] += 1
+        self.priority_mass[reason] += m.priority
+        ex = self.examples[reason]
+        if len(ex) < 3:
+            ex.append(f"{m.type.value} {m.value}" + (f" ({detail})" if detail else ""))
+
+
+def _parents(name: str) -> Iterable[str]:
+    """``a.b.c`` -> ``b.c``, ``c`` (strict parents)."""
+    while True:
+        dot = name.find(".")
+        if dot < 0:
+            return
+        name = name[dot + 1 :]
+        yield name
+
+
+def union(
+    parsed: Iterable[tuple[Sequence[Indicator], str]],
+) -> tuple[dict[Key, Merged], dict[Key, Merged]]:
+    """Merge (indicators, vendor) pairs into block and allow maps keyed by (type, value)."""
+    block: dict[Key, Merged] = {}
+    allow: dict[Key, Merged] = {}
+    for indicators, vendor in parsed:
+        for ind in indicators:
+            target = allow if ind.allow else block
+            m = target.get(ind.key)
+            if m is None:
+                m = target[ind.key] = Merged(ind.type, ind.value)
+            m.add(ind, vendor)
+    return block, allow
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The limits one firmware profile puts on a list."""
+
+    supported: frozenset[str]
+    per_type: Mapping[str, int]
+    max_entries: int
+    max_bytes: int
+    #: Types that share one device table, e.g. PAN-OS's IP list holds IPs and CIDRs together.
+    pools: Mapping[str, tuple[frozenset[str], int]] = field(default_factory=dict)
+
+
+# --- exact bundle size --------------------------------------------------------------------
+
+
+def _packed(obj: object) -> int:
+    return len(msgpack.packb(obj, use_bin_type=True))
+
+
+def _container_header(n: int) -> int:
+    """Bytes of a msgpack array or map header for ``n`` items."""
+    return 1 if n <= 15 else 3 if n <= 0xFFFF else 5
+
+
+def _bin_header(n: int) -> int:
+    return 2 if n <= 0xFF else 3 if n <= 0xFFFF else 5
+
+
+class BundleSizer:
+    """The exact size of the signed bundle while entries are added one package at a time.
+
+    The fixed parts (header strings, signature, keyring) are measured once on an empty list
+    signed with the real key; what grows (rows, the category and source tables, the counts
+    map, the length prefixes of the nested byte strings) is added up as msgpack encodes it.
+    ``BlockList.to_bytes`` interns tables in entry order, so adding entries in their final
+    order gives the final indices.
+    """
+
+    def __init__(self, empty: BlockList, keys: OnlineKeys) -> None:
+        # Measured on the empty list: what is not an entry, a table or a length prefix.
+        payload = empty.to_bytes()
+        envelope = Envelope.sign(PAYLOAD_LIST, payload, [keys.signing])
+        env_bytes = envelope.to_bytes()
+        bundle = Bundle(keys.keyring, envelope).to_bytes()
+        # the empty list holds 4 empty containers of one byte each: counts, 2 tables, rows
+        self._list_fixed = len(payload) - 4
+        self._env_fixed = len(env_bytes) - len(payload) - _bin_header(len(payload))
+        self._bundle_fixed = len(bundle) - len(env_bytes) - _bin_header(len(env_bytes))
+        self.categories: dict[str, int] = {}
+        self.sources: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        self._table_bytes = 0
+        self._row_bytes = 0
+        self.rows = 0
+
+    def _bundle_size(
+        self,
+        rows: int,
+        row_bytes: int,
+        table_bytes: int,
+        counts: Counter[str],
+        ncat: int,
+        nsrc: int,
+    ) -> int:
+        counts_bytes = _container_header(len(counts)) + sum(
+            _packed(label) + _packed(n) for label, n in counts.items()
+        )
+        size = (
+            self._list_fixed
+            + counts_bytes
+            + _container_header(ncat)
+            + _container_header(nsrc)
+            + table_bytes
+            + _container_header(rows)
+            + row_bytes
+        )
+        size += self._env_fixed + _bin_header(size)
+        return self._bundle_fixed + _bin_header(size) + size
+
+    @property
+    def size(self) -> int:
+        return self._bundle_size(
+            self.rows,
+            self._row_bytes,
+            self._table_bytes,
+            self.counts,
+            len(self.categories),
+            len(self.sources),
+        )
+
+    def size_with(self, entries: Sequence[Entry]) -> int:
+        """The bundle size if ``entries`` were added (nothing changes)."""
+        cats = dict(self.categories)
+        srcs = dict(self.sources)
+        counts = self.counts.copy()
+        table_bytes, row_bytes = self._table_bytes, self._row_bytes
+        for e in entries:
+            if e.category not in cats:
+                cats[e.category] = len(cats)
+                table_bytes += _packed(e.category)
+            idx = []
+            for s in e.sources:
+                if s not in srcs:
+                    srcs[s] = len(srcs)
+                    table_bytes += _packed(s)
+                idx.append(srcs[s])
+            counts[e.type.label] += 1
+            row_bytes += _packed(
+                [int(e.type), e.value, int(e.action), e.priority, cats[e.category], idx]
+            )
+        return self._bundle_size(
+            self.rows + len(entries), row_bytes, table_bytes, counts, len(cats), len(srcs)
+        )
+
+    def add(self, entries: Sequence[Entry]) -> None:
+        for e in entries:
+            if e.category not in self.categories:
+                self.categories[e.category] = len(self.categories)
+                self._table_bytes += _packed(e.category)
+            idx = []
+            for s in e.sources:
+                if s not in self.sources:
+                    self.sources[s] = len(self.sources)
+                    self._table_bytes += _packed(s)
+                idx.append(self.sources[s])
+            self.counts[e.type.label] += 1
+            self._row_bytes += _packed(
+                [int(e.type), e.value, int(e.action), e.priority, self.categories[e.category], idx]
+            )
+            self.rows += 1
+
+
+# --- selection ----------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    entries: list[Entry]
+    drops: Drops
+    union_size: int
+    allow_size: int
+    kept_per_type: Counter[str]
+    bundle_bytes: int = 0
+
+
+def _entry(m: Merged, action: Action = Action.BLOCK) -> Entry:
+    return Entry(
+        EntryType[m.type.name],
+        m.value,
+        action,
+        m.priority,
+        m.category,
+        tuple(sorted(m.sources)),
+    )
+
+
+def _host(m: Merged) -> str:
+    return split_url(m.value)[1] if m.type is IndicatorType.URL else m.value
+
+
+class _CidrSet:
+    """Kept prefixes, to find the longest one that contains an address or a narrower prefix."""
+
+    def __init__(self, cidrs: Iterable[Merged]) -> None:
+        self.by_net: dict[tuple[int, int, int], Merged] = {}
+        self.plens: dict[int, list[int]] = {4: [], 6: []}
+        for m in cidrs:
+            try:
+                net = ipaddress.ip_network(m.value, strict=False)
+            except ValueError:
+                continue
+            self.by_net[(net.version, net.prefixlen, int(net.network_address))] = m
+        for version, plen, _ in self.by_net:
+            if plen not in self.plens[version]:
+                self.plens[version].append(plen)
+        for plens in self.plens.values():
+            plens.sort(reverse=True)
+
+    def cover(self, value: str, *, strict: bool) -> Merged | None:
+        """Longest kept prefix containing ``value`` (strictly shorter when ``strict``)."""
+        if not self.by_net:
+            return None
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return None
+        bits = net.max_prefixlen
+        number = int(net.network_address)
+        for plen in self.plens[net.version]:
+            if plen > net.prefixlen or (strict and plen == net.prefixlen):
+                continue
+            key = (net.version, plen, (number >> (bits - plen)) << (bits - plen) if plen else 0)
+            hit = self.by_net.get(key)
+            if hit is not None:
+                return hit
+        return None
+
+
+def _allow_filter(block: dict[Key, Merged], allow: dict[Key, Merged], drops: Drops) -> list[Merged]:
+    allow_names = {m.value for m in allow.values() if m.type in _NAME_TYPES}
+    allow_suffix = {m.value for m in allow.values() if m.type is IndicatorType.DOMAIN}
+    kept: list[Merged] = []
+    for m in block.values():
+        if m.key in allow or (m.type in _NAME_TYPES and m.value in allow_names):
+            drops.add("allow-listed", m, "same value on an allow-list")
+            continue
+        if m.type in (*_NAME_TYPES, IndicatorType.URL):
+            host = _host(m)
+            parent = next((p for p in (host, *_parents(host)) if p in allow_suffix), None)
+            if parent is not None and (m.type is not IndicatorType.DOMAIN or parent != m.value):
+                drops.add("allow-listed", m, f"under allow entry {parent}")
+                continue
+        kept.append(m)
+    return kept
+
+
+def select(
+    block: dict[Key, Merged],
+    allow: dict[Key, Merged],
+    cap: Capacity,
+    sizer: BundleSizer,
+) -> Selection:
+    """Steps 2-4 of the module docstring; ``sizer`` tracks the exact signed size."""
+    drops = Drops()
+    for m in block.values():
+        m.priority = priority(m)
+
+    # 2. allow-list
+    kept = _allow_filter(block, allow, drops)
+
+    # 3. redundancy: a tree of "nearest broader kept entry"
+    domains = {m.value: m for m in kept if m.type is IndicatorType.DOMAIN}
+    cidrs = _CidrSet(m for m in kept if m.type is IndicatorType.CIDR)
+    cover: dict[Key, Merged] = {}
+    children: dict[Key, list[Merged]] = defaultdict(list)
+    for m in kept:
+        parent: Merged | None = None
+        if m.type in (*_NAME_TYPES, IndicatorType.URL):
+            host = _host(m)
+            if m.type is not IndicatorType.DOMAIN and host in domains:
+                parent = domains[host]
+            else:
+                parent = next((domains[p] for p in _parents(host) if p in domains), None)
+        elif m.type in (IndicatorType.IP, IndicatorType.CIDR):
+            parent = cidrs.cover(m.value, strict=m.type is IndicatorType.CIDR)
+        if parent is not None:
+            cover[m.key] = parent
+            children[parent.key].append(m)
+    # ALLOW exceptions hang under their nearest kept domain and travel with it
+    exceptions: dict[Key, list[Merged]] = defaultdict(list)
+    for a in allow.values():
+        if a.type in _NAME_TYPES:
+            d = next((domains[p] for p in _parents(a.value) if p in domains), None)
+            if d is not None:
+                a.priority = 255
+                exceptions[d.key].append(a)
+    # a broader entry competes at the priority of the best entry it covers
+    rank = {m.key: m.priority for m in kept}
+    for m in kept:
+        p = cover.get(m.key)
+        while p is not None and rank[p.key] < m.priority:
+            rank[p.key] = m.priority
+            p = cover.get(p.key)
+
+    def order(m: Merged) -> tuple[int, int, str]:
+        return (-rank[m.key], TYPE_ORDER[m.type], m.value)
+
+    def subtree(m: Merged) -> Iterable[Merged]:
+        stack = list(children.get(m.key, ()))
+        while stack:
+            c = stack.pop()
+            yield c
+            stack.extend(children.get(c.key, ()))
+
+    # 4. select by priority under the profile's limits
+    heap = [(*order(m), m) for m in kept if m.key not in cover]
+    heapq.heapify(heap)
+    pool_of = {t: name for name, (types, _) in cap.pools.items() for t in types}
+    per_type: Counter[str] = Counter()
+    per_pool: Counter[str] = Counter()
+    entries: list[Entry] = []
+    while heap:
+        *_, m = heapq.heappop(heap)
+        package = [m]
+        for c in (m, *subtree(m)):
+            package += sorted(
+                exceptions.get(c.key, ()), key=lambda a: (TYPE_ORDER[a.type], a.value)
+            )
+        new = [_entry(p, Action.ALLOW if p is not m else Action.BLOCK) for p in package]
+        reason = _over_limit(new, cap, pool_of, per_type, per_pool, len(entries), sizer)
+        if reason is not None:
+            drops.add(reason, m)
+            for c in children.get(m.key, ()):
+                heapq.heappush(heap, (*order(c), c))
+            continue
+        sizer.add(new)
+        entries += new
+        for e in new:
+            per_type[e.type.label] += 1
+            if e.type.label in pool_of:
+                per_pool[pool_of[e.type.label]] += 1
+        where = f"under domain {m.value}" if m.type is IndicatorType.DOMAIN else f"inside {m.value}"
+        for c in subtree(m):
+            drops.add("covered by broader entry", c, where)
+    kept_per_type = Counter(e.type.label for e in entries if e.action is not Action.ALLOW)
+    return Selection(entries, drops, len(block), len(allow), kept_per_type, sizer.size)
+
+
+def _over_limit(
+    new: Sequence[Entry],
+    cap: Capacity,
+    pool_of: Mapping[str, str],
+    per_type: Counter[str],
+    per_pool: Counter[str],
+    total: int,
+    sizer: BundleSizer,
+) -> str | None:
+    """Why ``new`` cannot be added, or None when it fits every limit."""
+    adding = Counter(e.type.label for e in new)
+    for i, (t, n) in enumerate(adding.items()):
+        if t not in cap.supported:
+            what = "type" if i == 0 else "allow exception type"
+            return f"{what} {t} not supported by profile"
+        if per_type[t] + n > cap.per_type.get(t, cap.max_entries):
+            return f"over {t} capacity"
+    pools = Counter(pool_of[t] for t in adding.elements() if t in pool_of)
+    for name, n in pools.items():
+        if per_pool[name] + n > cap.pools[name][1]:
+            return f"over {name} pool capacity"
+    if total + len(new) > cap.max_entries:
+        return "over total entry capacity"
+    if sizer.size_with(new) > cap.max_bytes:
+        return "over byte budget"
+    return None
+
+
+def sign_list(blocklist: BlockList, keys: OnlineKeys) -> bytes:
+    envelope = Envelope.sign(PAYLOAD_LIST, blocklist.to_bytes(), [keys.signing])
+    return Bundle(keys.keyring, envelope).to_bytes()
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    blocklist: BlockList
+    bundle_bytes: int
+    selection: Selection
+    report: dict[str, Any]
+
+
+def build_and_publish(
+    *,
+    parsed: Sequence[tuple[Sequence[Indicator], str]],
+    feed_reports: Sequence[Mapping[str, Any]],
+    cap: Capacity,
+    tenant: str,
+    profile: str,
+    keys: OnlineKeys,
+    out: Path,
+    valid_for: timedelta,
+    now: datetime | None = None,
+) -> BuildResult:
+    """Union, select, sign and publish one list; the report explains every number."""
+    if valid_for <= timedelta(0):
+        raise BuildError(f"list lifetime must be positive, got {valid_for}")
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    version = publish.next_version(out, tenant, profile)
+
+    def make(entries: Sequence[Entry]) -> BlockList:
+        try:
+            return BlockList.create(
+                tenant=tenant,
+                profile=profile,
+                version=version,
+                created=now,
+                expires=now + valid_for,
+                key_id=keys.signing.keyid,
+                entries=entries,
+            )
+        except (ValueError, OverflowError) as e:
+            raise BuildError(f"cannot build list {tenant}/{profile} v{version}: {e}") from e
+
+    sizer = BundleSizer(make(()), keys)
+    if sizer.size > cap.max_bytes:
+        raise BuildError(
+            f"profile max_bytes {cap.max_bytes} is smaller than an empty signed list "
+            f"({sizer.size} bytes)"
+        )
+    block, allow = union(parsed)
+    selection = select(block, allow, cap, sizer)
+    entries = selection.entries
+    blocklist = make(entries)
+    bundle = sign_list(blocklist, keys)
+    if len(bundle) > cap.max_bytes:  # the sizer is exact: this is a bug, never publish it
+        raise BuildError(
+            f"signed list is {len(bundle)} bytes, over the profile's {cap.max_bytes} "
+            f"(size estimate was {selection.bundle_bytes})"
+        )
+    report = {
+        "tenant": tenant,
+        "profile": profile,
+        "version": version,
+        "created": now.isoformat(),
+        "expires": (now + valid_for).isoformat(),
+        "key_id": keys.signing.keyid,
+        "bundle_bytes": len(bundle),
+        "union_block_entries": selection.union_size,
+        "union_allow_entries": selection.allow_size,
+        "kept": dict(sorted(selection.kept_per_type.items())),
+        "allow_exceptions": sum(1 for e in entries if e.action is Action.ALLOW),
+        "dropped": dict(selection.drops.counts),
+        "dropped_priority_mass": dict(selection.drops.priority_mass),
+        "dropped_examples": dict(selection.drops.examples),
+        "feeds": list(feed_reports),
+    }
+    path = publish.publish(
+        out, tenant, profile, version, bundle, json.dumps(report, indent=2, default=str).encode()
+    )
+    return BuildResult(path, blocklist, len(bundle), selection, report)

@@ -1,0 +1,254 @@
+"""``stockade-distributor``: keygen, build, serve, token, profiles.
+
+These spellings are a contract that scripts and docs rely on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from . import keys as keyfiles
+from .build import Capacity, build_and_publish
+from .config import load_feed_config
+from .errors import DistributorError
+from .feeds import parse_feed
+from .keys import OnlineKeys
+from .profiles import FirmwareProfile, list_profiles, load_profile
+from .server import ListServer, start
+from .tokens import TokenStore
+
+log = logging.getLogger("stockade.distributor")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _capacity(profile: FirmwareProfile) -> Capacity:
+    return Capacity(
+        supported=frozenset(profile.supported_types),
+        per_type=dict(profile.capacity),
+        max_entries=profile.max_entries,
+        max_bytes=profile.max_bytes,
+        pools={p.name: (frozenset(p.types), p.max_entries) for p in profile.pools},
+    )
+
+
+#: A list that outlives this is a list nobody re-signs; also keeps timedelta from overflowing.
+MAX_VALID_HOURS = 24 * 366
+
+
+def _valid_hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
+    if not math.isfinite(hours) or not 0 < hours <= MAX_VALID_HOURS:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_VALID_HOURS}")
+    return hours
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    paths = keyfiles.keygen(Path(args.dir))
+    print(f"root key (keep OFFLINE):  {paths[keyfiles.ROOT_KEY]}")
+    print(f"root public key (pin it on sensors with --trust): {paths[keyfiles.ROOT_PUB]}")
+    print(f"online signing key:       {paths[keyfiles.SIGNING_KEY]}")
+    print(f"root-signed keyring:      {paths[keyfiles.KEYRING]}")
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    feedset = load_feed_config(Path(args.config))
+    profile = load_profile(args.profile)
+    keys = OnlineKeys.load(Path(args.keys))
+    parsed = []
+    reports = []
+    for feed in feedset.feeds:
+        if not feed.enabled:
+            continue
+        try:
+            indicators, report = parse_feed(feed)
+        except DistributorError as e:
+            # One broken feed never stops the build: report it and go on with the others.
+            log.error("%s", e)
+            reports.append({"feed": feed.name, "error": str(e)})
+            continue
+        parsed.append((indicators, feed.vendor))
+        reports.append(report.to_dict())
+        if not args.quiet:
+            # with --json, stdout carries only the report
+            print(report.summary(), file=sys.stderr if args.json else sys.stdout)
+    result = build_and_publish(
+        parsed=parsed,
+        feed_reports=reports,
+        cap=_capacity(profile),
+        tenant=args.tenant,
+        profile=profile.name,
+        keys=keys,
+        out=Path(args.out),
+        valid_for=timedelta(hours=args.valid_hours),
+    )
+    r = result.report
+    if args.json:
+        print(json.dumps(r, indent=2, default=str))
+        return EXIT_OK
+    kept = ", ".join(f"{n} {t}" for t, n in sorted(r["kept"].items())) or "nothing"
+    print(
+        f"built {result.path}\n"
+        f"  tenant {args.tenant}, profile {profile.name}, version {r['version']}, "
+        f"expires {r['expires']}\n"
+        f"  union {r['union_block_entries']} block + {r['union_allow_entries']} allow entries; "
+        f"kept {kept}; {r['allow_exceptions']} allow exceptions\n"
+        f"  bundle {r['bundle_bytes']} bytes (profile limit {profile.max_bytes}), "
+        f"signed by key {r['key_id'][:16]}"
+    )
+    for reason, n in sorted(r["dropped"].items(), key=lambda kv: -kv[1]):
+        examples = "; ".join(r["dropped_examples"].get(reason, []))
+        print(f"  dropped {n}: {reason}" + (f" (e.g. {examples})" if examples else ""))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    server = ListServer(Path(args.lists), Path(args.tokens))
+
+    async def main() -> None:
+        runner = await start(server, args.host, args.port)
+        print(f"serving {args.lists} on http://{args.host}:{args.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_token_add(args: argparse.Namespace) -> int:
+    path = Path(args.tokens)
+    store = TokenStore.load(path)
+    token = store.add(args.name, args.tenant, args.profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(store.to_toml())
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as e:
+        raise DistributorError(f"cannot write token file {path}: {e.strerror or e}") from e
+    print(token)
+    print(
+        f"appliance {args.name} of tenant {args.tenant} may fetch {', '.join(args.profile)}; "
+        "the token is shown once and stored only as its SHA-256",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    if args.dir and not Path(args.dir).is_dir():
+        raise DistributorError(f"profile directory {args.dir} does not exist")
+    profiles = list_profiles(Path(args.dir)) if args.dir else list_profiles()
+    if not profiles:
+        raise DistributorError(f"no firmware profiles (*.toml) in {args.dir}")
+    rows = [
+        (
+            p.name,
+            p.vendor,
+            p.delivery,
+            ",".join(p.supported_types),
+            f"{p.max_entries:,}",
+            f"{p.max_bytes:,}",
+        )
+        for p in profiles
+    ]
+    head = ("NAME", "VENDOR", "DELIVERY", "TYPES", "MAX ENTRIES", "MAX BYTES")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stockade-distributor", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("keygen", help="create root and online signing keys and a keyring")
+    k.add_argument("--dir", required=True, help="directory for the key files (must not hold keys)")
+    k.set_defaults(func=cmd_keygen)
+
+    b = sub.add_parser("build", help="ingest feeds and build a signed list for a profile")
+    b.add_argument("--config", required=True, help="feeds TOML file")
+    b.add_argument("--profile", required=True, help="firmware profile name or TOML path")
+    b.add_argument("--tenant", required=True)
+    b.add_argument("--keys", required=True, help="key directory made by keygen")
+    b.add_argument("--out", required=True, help="output directory for published lists")
+    b.add_argument(
+        "--valid-hours", type=_valid_hours, default=168.0, help="list lifetime (default 168)"
+    )
+    b.add_argument("--json", action="store_true", help="print the build report as JSON")
+    b.add_argument("--quiet", action="store_true", help="no per-feed lines")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("serve", help="serve published lists to appliances over HTTP")
+    s.add_argument("--lists", required=True, help="output directory of build")
+    s.add_argument("--tokens", required=True, help="appliance token file")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8750)
+    s.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("token", help="manage appliance tokens")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    ta = tsub.add_parser("add", help="register an appliance and print its token once")
+    ta.add_argument("--tokens", required=True, help="appliance token file")
+    ta.add_argument("--tenant", required=True)
+    ta.add_argument("--profile", required=True, action="append", help="repeatable")
+    ta.add_argument("--name", required=True, help="appliance name")
+    ta.set_defaults(func=cmd_token_add)
+
+    pr = sub.add_parser("profiles", help="list firmware profiles")
+    pr.add_argument("--dir", help="profile directory (default: the shipped firmware-profiles/)")
+    pr.set_defaults(func=cmd_profiles)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        rc: int = args.func(args)
+    except DistributorError as e:
+        print(f"stockade-distributor: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # a file or port we could not use: say which, no traceback
+        print(f"stockade-distributor: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    with contextlib.suppress(BrokenPipeError):
+        sys.stdout.flush()
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

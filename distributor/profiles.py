@@ -1,0 +1,371 @@
+"""Firmware profiles: what one appliance model can hold, and where each number comes from.
+
+A profile is a TOML file in ``firmware-profiles/``. The condenser trusts these numbers to
+decide what to drop, so the loader is strict: unknown keys, impossible values (a negative
+limit, a per-type capacity above the total, a capacity for a type the device does not take)
+and any limit without a ``[sources]`` citation are refused. A citation names the vendor
+document (title and version) or, for our own sensor, the Stockade design decision.
+
+```toml
+name = "paloalto-edl"              # = the file's stem
+vendor = "Palo Alto Networks"
+model = "..."
+description = "..."
+runs_sensor = false
+delivery = "pull"                  # pull | push | agent (agent <=> runs_sensor)
+export_format = "paloalto-edl"     # stockade | paloalto-edl | fortigate-threat-feed
+supported_types = ["domain", "host", "url", "ip", "cidr"]
+max_entries = 150000               # all types together
+max_bytes = 10000000               # size limit of one exported file
+notes = "..."                      # what could not be verified, caveats
+
+[capacity]                         # optional, per type; missing = limited by max_entries
+url = 50000
+
+[pools.ip-list]                    # optional: types that share one device table
+types = ["ip", "cidr"]
+max_entries = 50000
+
+[sources]                          # one citation per number above
+max_entries = "..."
+capacity.url = "..."
+pools.ip-list = "..."
+```
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ProfileError
+from .feeds.base import type_name
+from .indicators import IndicatorType
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_PROFILE_DIR = REPO_DIR / "firmware-profiles"
+
+DELIVERIES = ("pull", "push", "agent")
+EXPORT_FORMATS = ("stockade", "paloalto-edl", "fortigate-threat-feed")
+PROFILE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+_REQUIRED = (
+    "name",
+    "vendor",
+    "model",
+    "description",
+    "runs_sensor",
+    "delivery",
+    "export_format",
+    "supported_types",
+    "max_entries",
+    "max_bytes",
+    "sources",
+)
+_OPTIONAL = ("capacity", "pools", "notes")
+_KEYS = frozenset(_REQUIRED + _OPTIONAL)
+_POOL_KEYS = frozenset({"types", "max_entries"})
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityPool:
+    """Types that share one device table (e.g. a PAN-OS IP list holds IPs and CIDRs)."""
+
+    name: str
+    types: frozenset[IndicatorType]
+    max_entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareProfile:
+    """One appliance model's limits, each with the document it comes from."""
+
+    name: str
+    vendor: str
+    model: str
+    description: str
+    runs_sensor: bool
+    delivery: str
+    export_format: str
+    supported_types: tuple[IndicatorType, ...]
+    max_entries: int
+    max_bytes: int
+    capacity: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    pools: tuple[CapacityPool, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    notes: str = ""
+    path: str = "<memory>"
+
+    def supports(self, kind: IndicatorType | str) -> bool:
+        return kind in self.supported_types
+
+    def capacity_for(self, kind: IndicatorType | str) -> int:
+        """Most entries of ``kind`` the device takes on its own (0: not supported).
+
+        Shared pools and ``max_entries`` still bound sums of types; the condenser checks
+        those (``pool_for``).
+        """
+        if kind not in self.supported_types:
+            return 0
+        limit = self.capacity.get(str(kind), self.max_entries)
+        for pool in self.pools:
+            if kind in pool.types:
+                limit = min(limit, pool.max_entries)
+        return min(limit, self.max_entries)
+
+    def pool_for(self, kind: IndicatorType | str) -> CapacityPool | None:
+        """The shared table ``kind`` counts against, if the device has one."""
+        for pool in self.pools:
+            if kind in pool.types:
+                return pool
+        return None
+
+
+def profile_names(directory: str | Path = DEFAULT_PROFILE_DIR) -> list[str]:
+    """Names of the profiles in ``directory`` (``*.toml`` stems), sorted."""
+    return sorted(p.stem for p in Path(directory).glob("*.toml") if p.is_file())
+
+
+def list_profiles(directory: str | Path = DEFAULT_PROFILE_DIR) -> list[FirmwareProfile]:
+    """Every profile in ``directory``, loaded and validated, sorted by name.
+
+    One bad file raises ``ProfileError``: a shipped profile directory must be all valid.
+    """
+    return [load_profile(Path(directory) / f"{name}.toml") for name in profile_names(directory)]
+
+
+def load_profile(
+    name_or_path: str | Path, search_dir: str | Path = DEFAULT_PROFILE_DIR
+) -> FirmwareProfile:
+    """Load a profile by name (``search_dir/<name>.toml``) or by path to a ``.toml`` file."""
+    text_form = str(name_or_path)
+    if isinstance(name_or_path, Path) or text_form.endswith(".toml") or "/" in text_form:
+        path = Path(name_or_path)
+    else:
+        if not PROFILE_NAME_RE.fullmatch(text_form):
+            raise ProfileError(f"invalid profile name {text_form!r}")
+        path = Path(search_dir) / f"{text_form}.toml"
+        if not path.is_file():
+            known = ", ".join(profile_names(search_dir)) or "none"
+            raise ProfileError(f"no profile {text_form!r} (known: {known})", file=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ProfileError("profile not found", file=path) from e
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"not UTF-8 (byte offset {e.start})", file=path) from e
+    except OSError as e:
+        raise ProfileError(f"cannot read: {e.strerror or e}", file=path) from e
+    profile = profile_from_toml_text(text, str(path))
+    if profile.name != path.stem:
+        raise ProfileError(
+            f"name {profile.name!r} does not match the file name {path.name!r}",
+            file=path,
+            key="name",
+        )
+    return profile
+
+
+def profile_from_toml_text(text: str, origin: str = "<memory>") -> FirmwareProfile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        raise ProfileError(
+            f"invalid TOML: {e}", file=origin, line=int(match.group(1)) if match else None
+        ) from e
+    return _ProfileLoader(text, origin).load(data)
+
+
+class _ProfileLoader:
+    def __init__(self, text: str, origin: str) -> None:
+        self.lines = text.splitlines()
+        self.origin = origin
+
+    def err(self, message: str, key: str | None = None) -> ProfileError:
+        line = None
+        if key:
+            last = key.rpartition(".")[2]
+            name = re.escape(last)
+            pattern = re.compile(rf"(^|[\s{{,.])[\"']?{name}[\"']?\s*=|\.{name}\s*\]")
+            for i, text in enumerate(self.lines):
+                if pattern.search(text):
+                    line = i + 1
+                    break
+        return ProfileError(message, file=self.origin, key=key, line=line)
+
+    def load(self, data: dict[str, Any]) -> FirmwareProfile:
+        for key in data:
+            if key not in _KEYS:
+                raise self.err(f"unknown key (allowed: {', '.join(sorted(_KEYS))})", key)
+        for key in _REQUIRED:
+            if key not in data:
+                raise self.err("missing required key", key)
+        for key in ("name", "vendor", "model", "description", "delivery", "export_format"):
+            if not isinstance(data[key], str) or not data[key].strip():
+                raise self.err(f"expected a non-empty string, got {type_name(data[key])}", key)
+        if "notes" in data and not isinstance(data["notes"], str):
+            raise self.err(f"expected a string, got {type_name(data['notes'])}", "notes")
+        name: str = data["name"]
+        if not PROFILE_NAME_RE.fullmatch(name):
+            raise self.err(f"invalid profile name {name!r}: use 1-64 of [a-z0-9._-]", "name")
+        if not isinstance(data["runs_sensor"], bool):
+            raise self.err(
+                f"expected true or false, got {type_name(data['runs_sensor'])}", "runs_sensor"
+            )
+        runs_sensor: bool = data["runs_sensor"]
+        delivery: str = data["delivery"]
+        if delivery not in DELIVERIES:
+            raise self.err(
+                f"unknown delivery {delivery!r} (known: {', '.join(DELIVERIES)})", "delivery"
+            )
+        if (delivery == "agent") != runs_sensor:
+            raise self.err(
+                "delivery 'agent' is for devices that run the sensor, and only for them",
+                "delivery",
+            )
+        export_format: str = data["export_format"]
+        if export_format not in EXPORT_FORMATS:
+            raise self.err(
+                f"unknown export format {export_format!r} (known: {', '.join(EXPORT_FORMATS)})",
+                "export_format",
+            )
+        supported = self._types(data["supported_types"], "supported_types")
+        if not supported:
+            raise self.err("must list at least one type", "supported_types")
+        max_entries = self._limit(data["max_entries"], "max_entries")
+        max_bytes = self._limit(data["max_bytes"], "max_bytes")
+        capacity = self._capacity(data.get("capacity", {}), supported, max_entries)
+        pools = self._pools(data.get("pools", {}), supported, max_entries)
+
+        cited = ["max_entries", "max_bytes"]
+        cited += [f"capacity.{kind}" for kind in capacity]
+        cited += [f"pools.{pool.name}" for pool in pools]
+        sources = self._sources(data["sources"], cited)
+        return FirmwareProfile(
+            name=name,
+            vendor=data["vendor"],
+            model=data["model"],
+            description=data["description"],
+            runs_sensor=runs_sensor,
+            delivery=delivery,
+            export_format=export_format,
+            supported_types=supported,
+            max_entries=max_entries,
+            max_bytes=max_bytes,
+            capacity=MappingProxyType(capacity),
+            pools=pools,
+            sources=MappingProxyType(sources),
+            notes=data.get("notes", ""),
+            path=self.origin,
+        )
+
+    def _types(self, raw: object, key: str) -> tuple[IndicatorType, ...]:
+        if not isinstance(raw, list):
+            raise self.err(f"expected an array of type names, got {type_name(raw)}", key)
+        known = ", ".join(t.value for t in IndicatorType)
+        out: list[IndicatorType] = []
+        for item in raw:
+            if not isinstance(item, str) or item not in IndicatorType._value2member_map_:
+                raise self.err(f"unknown indicator type {item!r} (known: {known})", key)
+            kind = IndicatorType(item)
+            if kind in out:
+                raise self.err(f"type {item!r} listed twice", key)
+            out.append(kind)
+        return tuple(out)
+
+    def _limit(self, raw: object, key: str) -> int:
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise self.err(f"expected a positive integer, got {type_name(raw)}", key)
+        if raw <= 0:
+            raise self.err(f"must be a positive integer, got {raw}", key)
+        return raw
+
+    def _capacity(
+        self, raw: object, supported: tuple[IndicatorType, ...], max_entries: int
+    ) -> dict[str, int]:
+        if not isinstance(raw, dict):
+            raise self.err(f"expected a table, got {type_name(raw)}", "capacity")
+        out: dict[str, int] = {}
+        for type_key, value in raw.items():
+            key = f"capacity.{type_key}"
+            if type_key not in IndicatorType._value2member_map_:
+                known = ", ".join(t.value for t in IndicatorType)
+                raise self.err(f"unknown indicator type {type_key!r} (known: {known})", key)
+            kind = IndicatorType(type_key)
+            if kind not in supported:
+                raise self.err(f"capacity for {type_key!r}, which is not in supported_types", key)
+            limit = self._limit(value, key)
+            if limit > max_entries:
+                raise self.err(f"{limit} is more than max_entries ({max_entries})", key)
+            out[kind.value] = limit
+        return out
+
+    def _pools(
+        self, raw: object, supported: tuple[IndicatorType, ...], max_entries: int
+    ) -> tuple[CapacityPool, ...]:
+        if not isinstance(raw, dict):
+            raise self.err(f"expected a table of pools, got {type_name(raw)}", "pools")
+        out: list[CapacityPool] = []
+        claimed: dict[IndicatorType, str] = {}
+        for pool_name, body in raw.items():
+            key = f"pools.{pool_name}"
+            if not PROFILE_NAME_RE.fullmatch(pool_name):
+                raise self.err("invalid pool name: use [a-z0-9._-]", key)
+            if not isinstance(body, dict):
+                raise self.err(f"expected a table, got {type_name(body)}", key)
+            for sub in body:
+                if sub not in _POOL_KEYS:
+                    raise self.err(
+                        f"unknown key (allowed: {', '.join(sorted(_POOL_KEYS))})", f"{key}.{sub}"
+                    )
+            for sub in sorted(_POOL_KEYS):
+                if sub not in body:
+                    raise self.err("missing required key", f"{key}.{sub}")
+            types = self._types(body["types"], f"{key}.types")
+            if not types:
+                raise self.err("must list at least one type", f"{key}.types")
+            for kind in types:
+                if kind not in supported:
+                    raise self.err(f"type {kind.value!r} is not in supported_types", f"{key}.types")
+                if kind in claimed:
+                    raise self.err(
+                        f"type {kind.value!r} is already in pool {claimed[kind]!r}", f"{key}.types"
+                    )
+                claimed[kind] = pool_name
+            limit = self._limit(body["max_entries"], f"{key}.max_entries")
+            if limit > max_entries:
+                raise self.err(
+                    f"{limit} is more than max_entries ({max_entries})", f"{key}.max_entries"
+                )
+            out.append(CapacityPool(pool_name, frozenset(types), limit))
+        return tuple(out)
+
+    def _sources(self, raw: object, cited: list[str]) -> dict[str, str]:
+        if not isinstance(raw, dict):
+            raise self.err(f"expected a table, got {type_name(raw)}", "sources")
+        flat: dict[str, object] = {}
+        for key, value in raw.items():
+            if isinstance(value, dict):  # capacity.domain = "..." parses as nested tables
+                for sub, inner in value.items():
+                    flat[f"{key}.{sub}"] = inner
+            else:
+                flat[key] = value
+        for key, value in flat.items():
+            if key not in cited:
+                raise self.err("citation for a limit this profile does not set", f"sources.{key}")
+            if not isinstance(value, str) or len(value.strip()) < 8:
+                raise self.err("expected the source document's title and version", f"sources.{key}")
+        for key in cited:
+            if key not in flat:
+                raise self.err(
+                    f"limit {key!r} has no [sources] citation (vendor document title and "
+                    "version, or the Stockade design decision)",
+                    key,
+                )
+        return {key: str(flat[key]) for key in cited}

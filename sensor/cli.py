@@ -1,0 +1,445 @@
+"""``stockade-sensor``: events, run, verify.
+
+These spellings are a contract that scripts, systemd units and docs rely on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import signal
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from blocklist.errors import BlocklistError, ListRejected, MalformedArtifact
+from blocklist.signing import PublicKey
+from blocklist.trust import TrustedListState, TrustPolicy
+
+from .config import ConfigError, DistributorConfig, Limits, SensorConfig, load_config
+from .decode import Decoder
+from .errors import SensorError
+from .events import Event
+from .match import Alert
+from .pcapfile import Frame, iter_capture
+from .updater import ListHolder, Updater
+
+log = logging.getLogger("stockade.sensor")
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_MALFORMED = 3
+STATE_LIST = "list.stockade"
+
+
+def _load_root(path: str | None) -> PublicKey:
+    if not path:
+        raise ConfigError(
+            "--trust ROOT_KEY is required: the sensor trusts nothing without a pinned root"
+        )
+    try:
+        return PublicKey.from_pem(Path(path).read_bytes())
+    except OSError as e:
+        raise ConfigError(f"cannot read root key {path}: {e.strerror}") from e
+    except MalformedArtifact as e:
+        raise ConfigError(f"root key {path}: {e}") from e
+
+
+def _json_default(o: object) -> Any:
+    return str(o)
+
+
+def _write_json(out: IO[str], obj: dict[str, Any]) -> None:
+    out.write(json.dumps(obj, separators=(",", ":"), default=_json_default) + "\n")
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    decoder = Decoder()
+    counters: Counter[str] = decoder.counters
+    out = sys.stdout
+    for frame in iter_capture(args.pcap, counters):
+        for event in decoder.decode(frame):
+            _write_json(out, event.to_dict())
+    _print_counters(counters, sys.stderr)
+    return EXIT_OK
+
+
+def _print_counters(counters: Counter[str], out: IO[str]) -> None:
+    interesting = {k: v for k, v in sorted(counters.items()) if v}
+    out.write("counters: " + json.dumps(interesting, sort_keys=True) + "\n")
+
+
+# --- verify -----------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    root = _load_root(args.trust)
+    policy = TrustPolicy(
+        tenant=args.tenant,
+        profile=args.profile,
+        max_bundle_bytes=args.max_bytes,
+        max_version_jump=args.max_version_jump,
+    )
+    state = TrustedListState([root], policy)
+    if args.state_dir:
+        saved = Path(args.state_dir) / STATE_LIST
+        if saved.exists():
+            try:
+                state.restore(saved.read_bytes())
+            except BlocklistError as e:
+                print(
+                    f"warning: saved list {saved} unusable ({e}); checking without it",
+                    file=sys.stderr,
+                )
+    try:
+        data = Path(args.list).read_bytes()
+    except OSError as e:
+        print(f"REJECTED (unreadable): {args.list}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.held_version:
+            state.floor_version = args.held_version
+        verified = state.check(data)
+    except MalformedArtifact as e:
+        print(f"REJECTED ({type(e).__name__}): {e}", file=sys.stderr)
+        return EXIT_MALFORMED
+    except ListRejected as e:
+        print(f"REJECTED ({type(e).__name__}): {e}", file=sys.stderr)
+        return EXIT_REJECTED
+    h = verified.blocklist.header
+    counts = ", ".join(f"{n} {t}" for t, n in sorted(h.counts.items())) or "no entries"
+    print(
+        f"OK: tenant {h.tenant}, profile {h.profile}, version {h.version}, {counts}; "
+        f"created {h.created.isoformat()}, expires {h.expires.isoformat()}; "
+        f"signed by {', '.join(k[:16] for k in verified.signed_by)} "
+        f"(keyring v{verified.keyring.version}); {verified.size} bytes"
+    )
+    return EXIT_OK
+
+
+# --- run --------------------------------------------------------------------------------
+
+
+class AlertSink:
+    """JSON lines of alerts, to a file (appended, line-buffered) or stdout."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._out: IO[str] = (
+            sys.stdout if target == "-" else open(target, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        )
+        self.count = 0
+        self.by_reason: list[str] = []
+
+    def emit(self, alert: Alert) -> None:
+        self.count += 1
+        _write_json(self._out, alert.to_dict())
+
+    def close(self) -> None:
+        if self._out is not sys.stdout:
+            self._out.close()
+        else:
+            with contextlib.suppress(BrokenPipeError):
+                self._out.flush()
+
+
+def _merge(cfg: SensorConfig, args: argparse.Namespace) -> SensorConfig:
+    dist = cfg.distributor
+    if args.distributor:
+        dist = replace(dist, url=args.distributor)
+    if args.token_file:
+        dist = replace(dist, token_file=args.token_file)
+    if args.interval:
+        dist = replace(dist, interval_seconds=args.interval)
+    limits = cfg.limits
+    if args.max_bytes:
+        limits = replace(limits, max_list_bytes=args.max_bytes)
+    return replace(
+        cfg,
+        tenant=args.tenant or cfg.tenant,
+        profile=args.profile or cfg.profile,
+        trust=args.trust or cfg.trust,
+        state_dir=args.state_dir or cfg.state_dir,
+        interface=args.interface or cfg.interface,
+        alerts=args.alerts or cfg.alerts,
+        distributor=dist,
+        limits=limits,
+    )
+
+
+def _token(args: argparse.Namespace, dist: DistributorConfig) -> str | None:
+    if args.token:
+        return str(args.token)
+    if dist.token_file:
+        try:
+            return Path(dist.token_file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read token file {dist.token_file}: {e.strerror}") from e
+    return None
+
+
+def _process(
+    frames: Iterable[Frame],
+    decoder: Decoder,
+    holder: ListHolder,
+    sink: AlertSink,
+    stats: Counter[str],
+) -> None:
+    for frame in frames:
+        _handle(frame, decoder, holder, sink, stats)
+
+
+def _handle(
+    frame: Frame, decoder: Decoder, holder: ListHolder, sink: AlertSink, stats: Counter[str]
+) -> None:
+    events: list[Event] = decoder.decode(frame)
+    matcher = holder.matcher  # one read: a swap mid-frame cannot mix two lists
+    if matcher is None:
+        return
+    for event in events:
+        for alert in matcher.match(event):
+            stats[f"alerts.{alert.matched_on}"] += 1
+            sink.emit(alert)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(Path(args.config)) if args.config else SensorConfig()
+    cfg = _merge(cfg, args)
+    root = _load_root(cfg.trust)
+    if cfg.distributor.url and not (cfg.tenant and cfg.profile):
+        raise ConfigError("--tenant and --profile are required with --distributor")
+    if not args.list and not cfg.distributor.url and not cfg.state_dir:
+        raise ConfigError(
+            "give --list FILE, or --distributor URL with a token, or a --state-dir holding a list"
+        )
+    if not args.pcap and not cfg.interface:
+        raise ConfigError("give --pcap FILE to replay a capture or --interface IF to sniff live")
+    policy = TrustPolicy(
+        tenant=cfg.tenant,
+        profile=cfg.profile,
+        max_bundle_bytes=cfg.limits.max_list_bytes,
+        max_version_jump=cfg.limits.max_version_jump,
+    )
+    state = TrustedListState([root], policy)
+    store = Path(cfg.state_dir) / STATE_LIST if cfg.state_dir else None
+    holder = ListHolder(state, store)
+    holder.load_saved()
+    if args.list:
+        try:
+            data = Path(args.list).read_bytes()
+            if holder.holds(data):  # the saved list itself: accepting it again is a "rollback"
+                log.info("list %s is the saved list already in force", args.list)
+            else:
+                v = holder.accept(data)
+                log.info(
+                    "loaded list %s version %d (%d entries)",
+                    args.list,
+                    v.blocklist.header.version,
+                    len(v.blocklist.entries),
+                )
+        except (BlocklistError, OSError) as e:
+            log.error("list %s refused: %s: %s", args.list, type(e).__name__, e)
+    token = _token(args, cfg.distributor)
+    updater = None
+    if cfg.distributor.url:
+        if not token:
+            raise ConfigError(
+                "a distributor needs a token (--token, --token-file or distributor.token_file)"
+            )
+        assert cfg.tenant and cfg.profile
+        updater = Updater(
+            holder,
+            cfg.distributor.url,
+            token,
+            cfg.tenant,
+            cfg.profile,
+            timeout_seconds=cfg.distributor.timeout_seconds,
+        )
+    sink = AlertSink(cfg.alerts)
+    decoder = Decoder()
+    stats: Counter[str] = Counter()
+    try:
+        if args.pcap:
+            return asyncio.run(_run_pcap(args.pcap, updater, decoder, holder, sink, stats))
+        assert cfg.interface
+        return asyncio.run(_run_live(cfg, updater, decoder, holder, sink, stats))
+    finally:
+        sink.close()
+
+
+async def _run_pcap(
+    pcap: str,
+    updater: Updater | None,
+    decoder: Decoder,
+    holder: ListHolder,
+    sink: AlertSink,
+    stats: Counter[str],
+) -> int:
+    if updater is not None:
+        async with aiohttp.ClientSession() as session:
+            result = await updater.fetch_once(session)
+        level = logging.INFO if result.status in ("updated", "not_modified") else logging.WARNING
+        log.log(level, "list update from distributor: %s %s", result.status, result.reason)
+    if holder.matcher is None:
+        log.error("no valid list to enforce: decoding only, no alerts")
+    elif holder.state.is_stale():
+        log.warning("STALE: the list in force has expired; still enforcing it")
+    _process(iter_capture(pcap, decoder.counters), decoder, holder, sink, stats)
+    summary = {
+        "list_version": holder.version,
+        "alerts": sink.count,
+        **{k: v for k, v in sorted(stats.items())},
+        **{k: v for k, v in sorted(decoder.counters.items()) if v},
+        **{k: v for k, v in sorted(holder.counters.items()) if v},
+    }
+    print("summary: " + json.dumps(summary, sort_keys=True), file=sys.stderr)
+    return EXIT_OK
+
+
+async def _run_live(
+    cfg: SensorConfig,
+    updater: Updater | None,
+    decoder: Decoder,
+    holder: ListHolder,
+    sink: AlertSink,
+    stats: Counter[str],
+) -> int:
+    from .live import LiveCapture  # only live mode needs AF_PACKET and libpcap
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    if updater is not None:
+        tasks.append(asyncio.create_task(updater.run(cfg.distributor.interval_seconds, stop)))
+    assert cfg.interface
+    with LiveCapture(cfg.interface, reopen=True) as cap:
+        log.info("capturing on %s", cfg.interface)
+        frames = cap.frames()
+        while not stop.is_set():
+            nxt = asyncio.ensure_future(anext(frames))
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if nxt not in done:
+                nxt.cancel()
+                break
+            try:
+                frame = nxt.result()
+            except StopAsyncIteration:
+                break
+            _handle(frame, decoder, holder, sink, stats)
+        stats_line = cap.stats
+    stop.set()
+    for t in tasks:
+        await t
+    log.info("stopped: %s alerts; capture %s", sink.count, stats_line)
+    return EXIT_OK
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    """A limit from the command line: 0 or less would refuse every list (or crash later)."""
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from e
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stockade-sensor", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("events", help="decode a capture and print one JSON event per line")
+    e.add_argument("--pcap", required=True, help="pcap or pcapng file")
+    e.set_defaults(func=cmd_events)
+
+    r = sub.add_parser("run", help="match traffic against a signed list and write alerts")
+    r.add_argument("--config", help="sensor TOML config (flags override it)")
+    r.add_argument("--list", help="a signed list file to enforce")
+    r.add_argument("--distributor", help="distributor base URL to pull lists from")
+    r.add_argument("--token", help="appliance token (prefer --token-file: argv is visible to ps)")
+    r.add_argument("--token-file", help="file holding the appliance token")
+    r.add_argument("--trust", help="pinned root public key (PEM)")
+    r.add_argument("--tenant")
+    r.add_argument("--profile")
+    r.add_argument("--state-dir", help="where the last good list is kept")
+    r.add_argument("--pcap", help="replay this capture, then exit")
+    r.add_argument("--interface", help="sniff this interface live")
+    r.add_argument("--alerts", help="alert output file (JSON lines), '-' for stdout")
+    r.add_argument(
+        "--interval", type=_positive_seconds, help="seconds between list updates (live mode)"
+    )
+    r.add_argument("--max-bytes", type=_positive_int, help="largest list accepted")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("verify", help="check a signed list as this sensor would")
+    v.add_argument("list", help="signed list file")
+    v.add_argument("--trust", required=True, help="pinned root public key (PEM)")
+    v.add_argument("--tenant")
+    v.add_argument("--profile")
+    v.add_argument("--state-dir", help="compare against the list held in this state dir")
+    v.add_argument("--held-version", type=_positive_int, help="refuse versions not newer than this")
+    v.add_argument("--max-bytes", type=_positive_int, default=Limits().max_list_bytes)
+    v.add_argument("--max-version-jump", type=_positive_int)
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        rc: int = args.func(args)
+    except ConfigError as e:
+        print(f"stockade-sensor: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SensorError as e:
+        print(f"stockade-sensor: error: {e}", file=sys.stderr)
+        return EXIT_REJECTED
+    except KeyboardInterrupt:
+        return EXIT_REJECTED
+    return rc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

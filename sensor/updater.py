@@ -1,0 +1,241 @@
+"""Pull, verify, persist and swap lists; never drop the last good one because of a bad one.
+
+``ListHolder`` owns the trust state and the matcher in use. ``Updater`` is the thin aiohttp
+driver around it: conditional GET with the saved ETag, a size limit enforced while the body
+is read (not after), a timeout per attempt, then ``ListHolder.accept``. Every outcome is an
+``UpdateResult`` the caller logs; none of them raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from blocklist.errors import BlocklistError, TooLarge
+from blocklist.index import Index
+from blocklist.trust import TrustedListState, Verified
+
+from .atomic import write_atomic
+from .match import Matcher
+
+log = logging.getLogger("stockade.sensor.updater")
+
+CHUNK_BYTES = 64 * 1024
+#: Error texts can quote what a hostile server sent (a whole bogus status line); keep the
+#: result, and so the log line, short.
+MAX_REASON_CHARS = 300
+MAX_ETAG_CHARS = 256
+
+
+def _describe(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    if len(text) > MAX_REASON_CHARS:
+        text = text[:MAX_REASON_CHARS] + "..."
+    return f"{type(e).__name__}: {text}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    status: str  # updated | not_modified | rejected | failed
+    reason: str = ""
+    version: int = 0
+
+
+class ListHolder:
+    """The list in force: trust state, index, matcher, and its copy on disk."""
+
+    def __init__(self, state: TrustedListState, store: Path | None = None) -> None:
+        self.state = state
+        self.store = store
+        self.matcher: Matcher | None = None
+        self.counters: Counter[str] = Counter()
+        self._held_sha256: bytes | None = None
+
+    @property
+    def version(self) -> int:
+        return self.state.held_version
+
+    @property
+    def etag_path(self) -> Path | None:
+        return self.store.with_name(self.store.name + ".etag") if self.store else None
+
+    def load_saved(self) -> Verified | None:
+        """Enforce the list saved by an earlier run, even if expired (stale alarm instead)."""
+        if self.store is None or not self.store.exists():
+            return None
+        try:
+            data = self.store.read_bytes()
+            verified = self.state.restore(data)
+        except (BlocklistError, OSError) as e:
+            self.counters["saved_list.rejected"] += 1
+            log.error("saved list %s refused, starting without a list: %s", self.store, e)
+            return None
+        self._swap(verified, data)
+        log.info(
+            "enforcing saved list version %d (%d entries)%s",
+            verified.blocklist.header.version,
+            len(verified.blocklist.entries),
+            "; it is STALE (expired)" if self.state.is_stale() else "",
+        )
+        return verified
+
+    def accept(self, data: bytes, *, etag: str | None = None) -> Verified:
+        """Verify ``data``; on success persist it atomically, then hold it and swap the matcher.
+
+        Nothing is held until it is saved: if the write fails, the trust state, the matcher
+        and the file on disk all still describe the previous list, and the next pull retries.
+        """
+        verified = self.state.check(data)
+        if self.store is not None:
+            write_atomic(self.store, data)
+            self.save_etag(etag)
+        self.state.commit(verified)
+        self._swap(verified, data)
+        return verified
+
+    def holds(self, data: bytes) -> bool:
+        """True when ``data`` is byte for byte the list in force."""
+        return self._held_sha256 is not None and hashlib.sha256(data).digest() == self._held_sha256
+
+    def save_etag(self, etag: str | None) -> None:
+        """Remember the ETag of the list on disk; without one, forget the old list's ETag."""
+        p = self.etag_path
+        if p is None:
+            return
+        if etag:
+            write_atomic(p, etag.encode())
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    def saved_etag(self) -> str | None:
+        """The ETag to send, or None (a full download) when there is no usable one."""
+        p = self.etag_path
+        if p is None or not p.exists() or self.matcher is None:
+            return None
+        try:
+            etag = p.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        # A torn or corrupted file (NUL bytes, a newline) would make every request fail.
+        if not etag or len(etag) > MAX_ETAG_CHARS or not etag.isprintable():
+            return None
+        return etag
+
+    def _swap(self, verified: Verified, data: bytes) -> None:
+        bl = verified.blocklist
+        # Build fully, then replace one reference: readers see the old or the new matcher.
+        self.matcher = Matcher(Index(bl.entries), bl.header.version)
+        self._held_sha256 = hashlib.sha256(data).digest()
+
+
+class Updater:
+    """Pulls ``{base}/v1/lists/{tenant}/{profile}`` with a bearer token."""
+
+    def __init__(
+        self,
+        holder: ListHolder,
+        base_url: str,
+        token: str,
+        tenant: str,
+        profile: str,
+        *,
+        timeout_seconds: float = 30.0,
+    ) -> None:
+        self.holder = holder
+        self.url = f"{base_url.rstrip('/')}/v1/lists/{tenant}/{profile}"
+        self._token = token
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self.max_bytes = holder.state.policy.max_bundle_bytes
+
+    def __repr__(self) -> str:  # the token never appears in logs
+        return f"Updater(url={self.url!r})"
+
+    async def fetch_once(self, session: aiohttp.ClientSession) -> UpdateResult:
+        counters = self.holder.counters
+        headers = {"Authorization": f"Bearer {self._token}"}
+        etag = self.holder.saved_etag()
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            async with session.get(self.url, headers=headers, timeout=self.timeout) as resp:
+                if resp.status == 304:
+                    counters["update.not_modified"] += 1
+                    return UpdateResult("not_modified", version=self.holder.version)
+                if resp.status != 200:
+                    counters[f"update.http_{resp.status}"] += 1
+                    return UpdateResult(
+                        "failed", f"distributor answered HTTP {resp.status}", self.holder.version
+                    )
+                declared = resp.content_length
+                if declared is not None and declared > self.max_bytes:
+                    raise TooLarge(
+                        f"distributor announces {declared} bytes, limit is {self.max_bytes}"
+                    )
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        raise TooLarge(
+                            f"download passed {self.max_bytes} bytes; stopped reading (endless data)"
+                        )
+                new_etag = resp.headers.get("ETag")
+        except TooLarge as e:
+            counters["update.rejected.TooLarge"] += 1
+            return UpdateResult("rejected", _describe(e), self.holder.version)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+            # ValueError: aiohttp refuses a header it may not send (a token with a newline).
+            counters["update.failed"] += 1
+            reason = _describe(e)
+            if isinstance(e, TimeoutError) and not str(e):
+                reason += f"no complete answer within {self.timeout.total} seconds"
+            return UpdateResult("failed", reason, self.holder.version)
+        data = bytes(body)
+        if self.holder.holds(data):
+            # The list in force, downloaded again (no ETag was known for it): nothing to do
+            # but remember its ETag. Verifying it again would report a bogus Rollback.
+            with contextlib.suppress(OSError):
+                self.holder.save_etag(new_etag)
+            counters["update.not_modified"] += 1
+            return UpdateResult("not_modified", version=self.holder.version)
+        try:
+            verified = self.holder.accept(data, etag=new_etag)
+        except BlocklistError as e:
+            counters[f"update.rejected.{type(e).__name__}"] += 1
+            return UpdateResult("rejected", _describe(e), self.holder.version)
+        except OSError as e:
+            counters["update.store_failed"] += 1
+            return UpdateResult(
+                "failed", f"could not save the list: {_describe(e)}", self.holder.version
+            )
+        counters["update.updated"] += 1
+        return UpdateResult("updated", version=verified.blocklist.header.version)
+
+    async def run(self, interval_seconds: float, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; log every outcome; keep the last good list."""
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                result = await self.fetch_once(session)
+                level = (
+                    logging.INFO
+                    if result.status in ("updated", "not_modified")
+                    else logging.WARNING
+                )
+                log.log(
+                    level,
+                    "list update %s %s (holding version %d)",
+                    result.status,
+                    result.reason,
+                    self.holder.version,
+                )
+                if self.holder.state.is_stale():
+                    log.warning("STALE: the list in force has expired; still enforcing it")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
