@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) demo/run_demo.py
 
-test: setup
+test: setup lint
 	$(VENV)/bin/pytest -q
 
 lint: setup
