@@ -34,7 +34,7 @@ import msgpack
 
 from blocklist.artifact import Action, BlockList, Entry, EntryType
 from blocklist.names import split_url
-from blocklist.signing import PAYLOAD_LIST, Bundle, Envelope
+from blocklist.signing import PAYLOAD_LIST, Bundle, Envelope, Keyring
 
 from . import publish
 from .errors import DistributorError
@@ -213,6 +213,24 @@ def _bin_header(n: int) -> int:
     return 2 if n <= 0xFF else 3 if n <= 0xFFFF else 5
 
 
+def _uint_bytes(n: int) -> int:
+    return 1 if n < 0x80 else 2 if n <= 0xFF else 3 if n <= 0xFFFF else 5 if n < 2**32 else 9
+
+
+_LABEL_BYTES = {t.label: _packed(t.label) for t in EntryType}
+
+
+@dataclass
+class _Measure:
+    """What adding some entries costs: new table strings, row bytes, entries per type."""
+
+    categories: dict[str, int]
+    sources: dict[str, int]
+    table_bytes: int
+    row_bytes: int
+    counts: dict[str, int]
+
+
 class BundleSizer:
     """The exact size of the signed bundle while entries are added one package at a time.
 
@@ -235,22 +253,49 @@ class BundleSizer:
         self._bundle_fixed = len(bundle) - len(env_bytes) - _bin_header(len(env_bytes))
         self.categories: dict[str, int] = {}
         self.sources: dict[str, int] = {}
-        self.counts: Counter[str] = Counter()
+        self.counts: dict[str, int] = {}
+        self.rows = 0
         self._table_bytes = 0
         self._row_bytes = 0
-        self.rows = 0
+        self._last: tuple[Sequence[Entry], _Measure] | None = None
 
-    def _bundle_size(
-        self,
-        rows: int,
-        row_bytes: int,
-        table_bytes: int,
-        counts: Counter[str],
-        ncat: int,
-        nsrc: int,
-    ) -> int:
+    def _measure(self, entries: Sequence[Entry]) -> _Measure:
+        m = _Measure({}, {}, 0, 0, {})
+        for e in entries:
+            cat = self.categories.get(e.category)
+            if cat is None:
+                cat = m.categories.get(e.category)
+                if cat is None:
+                    cat = m.categories[e.category] = len(self.categories) + len(m.categories)
+                    m.table_bytes += _packed(e.category)
+            idx = []
+            for s in e.sources:
+                i = self.sources.get(s)
+                if i is None:
+                    i = m.sources.get(s)
+                    if i is None:
+                        i = m.sources[s] = len(self.sources) + len(m.sources)
+                        m.table_bytes += _packed(s)
+                idx.append(i)
+            label = e.type.name.lower()
+            m.counts[label] = m.counts.get(label, 0) + 1
+            m.row_bytes += _packed([int(e.type), e.value, int(e.action), e.priority, cat, idx])
+        return m
+
+    def _size(self, m: _Measure | None) -> int:
+        counts = self.counts
+        if m is not None:
+            counts = {k: counts.get(k, 0) + m.counts.get(k, 0) for k in {*counts, *m.counts}}
+            rows = self.rows + sum(m.counts.values())
+            ncat = len(self.categories) + len(m.categories)
+            nsrc = len(self.sources) + len(m.sources)
+            table_bytes = self._table_bytes + m.table_bytes
+            row_bytes = self._row_bytes + m.row_bytes
+        else:
+            rows, ncat, nsrc = self.rows, len(self.categories), len(self.sources)
+            table_bytes, row_bytes = self._table_bytes, self._row_bytes
         counts_bytes = _container_header(len(counts)) + sum(
-            _packed(label) + _packed(n) for label, n in counts.items()
+            _LABEL_BYTES[label] + _uint_bytes(n) for label, n in counts.items()
         )
         size = (
             self._list_fixed
@@ -266,55 +311,24 @@ class BundleSizer:
 
     @property
     def size(self) -> int:
-        return self._bundle_size(
-            self.rows,
-            self._row_bytes,
-            self._table_bytes,
-            self.counts,
-            len(self.categories),
-            len(self.sources),
-        )
+        return self._size(None)
 
     def size_with(self, entries: Sequence[Entry]) -> int:
         """The bundle size if ``entries`` were added (nothing changes)."""
-        cats = dict(self.categories)
-        srcs = dict(self.sources)
-        counts = self.counts.copy()
-        table_bytes, row_bytes = self._table_bytes, self._row_bytes
-        for e in entries:
-            if e.category not in cats:
-                cats[e.category] = len(cats)
-                table_bytes += _packed(e.category)
-            idx = []
-            for s in e.sources:
-                if s not in srcs:
-                    srcs[s] = len(srcs)
-                    table_bytes += _packed(s)
-                idx.append(srcs[s])
-            counts[e.type.label] += 1
-            row_bytes += _packed(
-                [int(e.type), e.value, int(e.action), e.priority, cats[e.category], idx]
-            )
-        return self._bundle_size(
-            self.rows + len(entries), row_bytes, table_bytes, counts, len(cats), len(srcs)
-        )
+        m = self._measure(entries)
+        self._last = (entries, m)
+        return self._size(m)
 
     def add(self, entries: Sequence[Entry]) -> None:
-        for e in entries:
-            if e.category not in self.categories:
-                self.categories[e.category] = len(self.categories)
-                self._table_bytes += _packed(e.category)
-            idx = []
-            for s in e.sources:
-                if s not in self.sources:
-                    self.sources[s] = len(self.sources)
-                    self._table_bytes += _packed(s)
-                idx.append(self.sources[s])
-            self.counts[e.type.label] += 1
-            self._row_bytes += _packed(
-                [int(e.type), e.value, int(e.action), e.priority, self.categories[e.category], idx]
-            )
-            self.rows += 1
+        m = self._last[1] if self._last and self._last[0] is entries else self._measure(entries)
+        self._last = None
+        self.categories.update(m.categories)
+        self.sources.update(m.sources)
+        for label, n in m.counts.items():
+            self.counts[label] = self.counts.get(label, 0) + n
+        self.rows += sum(m.counts.values())
+        self._table_bytes += m.table_bytes
+        self._row_bytes += m.row_bytes
 
 
 # --- selection ----------------------------------------------------------------------------
@@ -483,9 +497,10 @@ def select(
         sizer.add(new)
         entries += new
         for e in new:
-            per_type[e.type.label] += 1
-            if e.type.label in pool_of:
-                per_pool[pool_of[e.type.label]] += 1
+            label = e.type.name.lower()
+            per_type[label] += 1
+            if label in pool_of:
+                per_pool[pool_of[label]] += 1
         where = f"under domain {m.value}" if m.type is IndicatorType.DOMAIN else f"inside {m.value}"
         for c in subtree(m):
             drops.add("covered by broader entry", c, where)
@@ -503,14 +518,20 @@ def _over_limit(
     sizer: BundleSizer,
 ) -> str | None:
     """Why ``new`` cannot be added, or None when it fits every limit."""
-    adding = Counter(e.type.label for e in new)
+    adding: dict[str, int] = {}
+    for e in new:  # the first is the block entry, any others are its allow exceptions
+        label = e.type.name.lower()
+        adding[label] = adding.get(label, 0) + 1
     for i, (t, n) in enumerate(adding.items()):
         if t not in cap.supported:
             what = "type" if i == 0 else "allow exception type"
             return f"{what} {t} not supported by profile"
         if per_type[t] + n > cap.per_type.get(t, cap.max_entries):
             return f"over {t} capacity"
-    pools = Counter(pool_of[t] for t in adding.elements() if t in pool_of)
+    pools: dict[str, int] = {}
+    for t, n in adding.items():
+        if t in pool_of:
+            pools[pool_of[t]] = pools.get(pool_of[t], 0) + n
     for name, n in pools.items():
         if per_pool[name] + n > cap.pools[name][1]:
             return f"over {name} pool capacity"
@@ -552,6 +573,18 @@ def build_and_publish(
         raise BuildError(f"list lifetime must be positive, got {valid_for}")
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     version = publish.next_version(out, tenant, profile)
+    warnings: list[str] = []
+    keyring_expires = Keyring.from_bytes(keys.keyring.payload).expires
+    if keyring_expires <= now:
+        raise BuildError(f"the keyring expired at {keyring_expires.isoformat()}: re-sign it first")
+    expires = now + valid_for
+    if expires > keyring_expires:
+        # Sensors refuse a list whose keyring has expired: it cannot outlive its keyring.
+        expires = keyring_expires
+        warnings.append(
+            f"list lifetime cut to the keyring's expiry {keyring_expires.isoformat()}: "
+            "re-sign the keyring with the root key soon"
+        )
 
     def make(entries: Sequence[Entry]) -> BlockList:
         try:
@@ -560,7 +593,7 @@ def build_and_publish(
                 profile=profile,
                 version=version,
                 created=now,
-                expires=now + valid_for,
+                expires=expires,
                 key_id=keys.signing.keyid,
                 entries=entries,
             )
@@ -588,7 +621,8 @@ def build_and_publish(
         "profile": profile,
         "version": version,
         "created": now.isoformat(),
-        "expires": (now + valid_for).isoformat(),
+        "expires": expires.isoformat(),
+        "warnings": warnings,
         "key_id": keys.signing.keyid,
         "bundle_bytes": len(bundle),
         "union_block_entries": selection.union_size,

@@ -113,6 +113,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"  bundle {r['bundle_bytes']} bytes (profile limit {profile.max_bytes}), "
         f"signed by key {r['key_id'][:16]}"
     )
+    for warning in r.get("warnings", []):
+        print(f"  warning: {warning}")
     for reason, n in sorted(r["dropped"].items(), key=lambda kv: -kv[1]):
         examples = "; ".join(r["dropped_examples"].get(reason, []))
         print(f"  dropped {n}: {reason}" + (f" (e.g. {examples})" if examples else ""))

@@ -7,7 +7,7 @@ Every counter is ``<category>.<what>`` (``packets`` alone counts frames given to
     (a pcapng block dpkt could not decode, skipped), ``unknown_interface``.
 ``events.<kind>``
     events emitted: ``events.dns_query``, ``events.dns_answer``, ``events.http_request``,
-    ``events.tls_sni``.
+    ``events.tls_sni``, ``events.tcp_connect``.
 ``malformed.<proto>.<reason>``
     a packet, message or stream that breaks its wire format and was skipped, e.g.
     ``malformed.ipv4.short_header``, ``malformed.dns.pointer_loop``,

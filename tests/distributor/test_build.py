@@ -782,3 +782,22 @@ def test_real_profiles_build_small_lists_whole(build: Builder, name: str) -> Non
 def test_capacity_is_frozen() -> None:
     with pytest.raises(AttributeError):
         replace(cap(), max_entries=1).max_entries = 2  # type: ignore[misc]
+
+
+def test_list_never_outlives_its_keyring(tmp_path: Path) -> None:
+    """Sensors refuse a list whose keyring expired, so build cuts the lifetime and says so."""
+    d = tmp_path / "keys"
+    keygen(d, now=NOW - timedelta(days=364))  # the keyring expires one day after NOW
+    keys = OnlineKeys.load(d, now=NOW)
+    result = Builder(tmp_path / "out", keys)([([ind(IndicatorType.DOMAIN, "evil.example")], "v")])
+    keyring_expires = NOW - timedelta(days=364) + timedelta(days=365)
+    assert result.blocklist.header.expires == keyring_expires.replace(microsecond=0)
+    assert any("keyring" in w for w in result.report["warnings"])
+
+
+def test_build_refuses_an_expired_keyring(tmp_path: Path) -> None:
+    d = tmp_path / "keys"
+    keygen(d, now=NOW - timedelta(days=366))
+    keys = OnlineKeys.load(d, now=NOW - timedelta(days=2))
+    with pytest.raises(BuildError, match="keyring expired"):
+        Builder(tmp_path / "out", keys)([([ind(IndicatorType.DOMAIN, "evil.example")], "v")])

@@ -166,7 +166,9 @@ def test_sensor_runs_live_with_a_distributor(namespaces: tuple[str, str], tmp_pa
         time.sleep(0.5)  # the capture socket opens right after the first pull
 
         def alerted() -> bool:
-            _send_from(ns_b, [_dns_query("www.benign.example"), _dns_query("a.evil-c2.example-bad.net")])
+            _send_from(
+                ns_b, [_dns_query("www.benign.example"), _dns_query("a.evil-c2.example-bad.net")]
+            )
             return alerts.exists() and "evil-c2" in alerts.read_text()
 
         assert _wait_for(alerted, 20), "no alert for a blocked lookup"

@@ -1,0 +1,98 @@
+"""Match decoded events against the held list's index and say why each alert fired."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from blocklist.artifact import Action, Entry
+from blocklist.index import Index
+
+from .events import DnsAnswer, DnsQuery, Event, HttpRequest, TcpConnect, TlsClientHello
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An event, the entry it matched, on what, and under which list version."""
+
+    event: Event
+    entry: Entry
+    matched_on: str  # dns_query_name | cname | answer_address | http_host | url | sni | dst_address
+    indicator: str  # the value seen in traffic that matched
+    list_version: int
+
+    @property
+    def reason(self) -> str:
+        e = self.entry
+        how = {
+            "domain": f"{self.indicator} is {e.value} or under it",
+            "host": f"{self.indicator} is exactly {e.value}",
+            "url": f"{self.indicator} starts with {e.value}",
+            "ip": f"{self.indicator} is {e.value}",
+            "cidr": f"{self.indicator} is inside {e.value}",
+        }[e.type.label]
+        sources = ", ".join(e.sources) or "no source"
+        return f"{self.matched_on}: {how} ({e.category}, priority {e.priority}, from {sources})"
+
+    def to_dict(self) -> dict[str, Any]:
+        ev = self.event.to_dict()
+        return {
+            "ts": ev.get("ts"),
+            "alert": {
+                "action": self.entry.action.label,
+                "matched_on": self.matched_on,
+                "indicator": self.indicator,
+                "entry": self.entry.to_dict(),
+                "reason": self.reason,
+            },
+            "list_version": self.list_version,
+            "event": ev,
+        }
+
+
+def _candidates(event: Event, index: Index) -> Iterator[tuple[str, str, Entry | None]]:
+    """(matched_on, indicator, entry-or-None) for every indicator an event carries."""
+    if isinstance(event, DnsQuery):
+        yield "dns_query_name", event.name, index.lookup_name(event.name)
+    elif isinstance(event, DnsAnswer):
+        yield "dns_query_name", event.name, index.lookup_name(event.name)
+        for cname in event.cnames:
+            yield "cname", cname, index.lookup_name(cname)
+        for addr in event.addresses:
+            yield "answer_address", addr, index.lookup_ip(addr)
+    elif isinstance(event, HttpRequest):
+        if index.has_urls:
+            yield "url", event.url, index.lookup_url(event.name, event.path)
+        yield "http_host", event.name, index.lookup_name(event.name)
+        yield "dst_address", event.dst, index.lookup_ip(event.dst)
+    elif isinstance(event, TcpConnect):
+        yield "dst_address", event.dst, index.lookup_ip(event.dst)
+    elif isinstance(event, TlsClientHello):
+        if event.name:
+            yield "sni", event.name, index.lookup_name(event.name)
+        yield "dst_address", event.dst, index.lookup_ip(event.dst)
+
+
+class Matcher:
+    """Stateless apart from the index it holds; swap the whole matcher to change lists."""
+
+    def __init__(self, index: Index, list_version: int) -> None:
+        self.index = index
+        self.list_version = list_version
+
+    def match(self, event: Event) -> list[Alert]:
+        alerts: list[Alert] = []
+        seen: set[tuple[int, str]] = set()
+        for matched_on, indicator, entry in _candidates(event, self.index):
+            if entry is None:
+                continue
+            if entry.action is Action.ALLOW:
+                # The index already returned the most specific entry: an allow exception wins.
+                continue
+            key = (id(entry), matched_on)
+            if key in seen:
+                continue
+            seen.add(key)
+            alerts.append(Alert(event, entry, matched_on, indicator, self.list_version))
+        return alerts
