@@ -12,11 +12,10 @@ atomically after the bundle is on disk, so a reader never sees a pointer to a to
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from blocklist.fileio import write_atomic
 
 from .errors import DistributorError
 
@@ -27,30 +26,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 class PublishError(DistributorError):
     """An output directory that cannot be written or read as published lists."""
-
-
-def replace_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Durably write ``path`` (temp file in the same directory, fsync, rename).
-
-    ``exclusive``: link instead of rename, so that an existing file is never replaced, not
-    even by a concurrent writer (``FileExistsError``).
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        if exclusive:
-            os.link(tmp, path)
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def list_dir(out: Path, tenant: str, profile: str) -> Path:
@@ -86,11 +61,11 @@ def publish(
     path = d / bundle_name(version)
     try:
         d.mkdir(parents=True, exist_ok=True)
-        replace_file(path, bundle, exclusive=True)
-        replace_file(path.with_suffix(".json"), report)
+        write_atomic(path, bundle, exclusive=True)
+        write_atomic(path.with_suffix(".json"), report)
         held = current(out, tenant, profile)
         if held is None or _version_of(held) <= version:
-            replace_file(d / CURRENT, path.name.encode())
+            write_atomic(d / CURRENT, path.name.encode())
     except FileExistsError as e:
         raise PublishError(f"{path} already exists: published lists are immutable") from e
     except OSError as e:

@@ -19,10 +19,10 @@ from pathlib import Path
 import aiohttp
 
 from blocklist.errors import BlocklistError, TooLarge
+from blocklist.fileio import write_atomic
 from blocklist.index import Index
 from blocklist.trust import TrustedListState, Verified
 
-from .atomic import write_atomic
 from .match import Matcher
 
 log = logging.getLogger("stockade.sensor.updater")

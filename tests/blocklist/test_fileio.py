@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sensor.atomic import write_atomic
+from blocklist.fileio import write_atomic
 
 OLD = b"old list bytes"
 NEW = b"new list bytes " * 4096  # larger than one write buffer
@@ -85,8 +85,16 @@ def test_interrupted_write_keeps_the_old_file(
 def test_a_leftover_temporary_file_from_a_crash_is_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "list.stockade"
     path.write_bytes(OLD)
-    leftover = tmp_path / f".list.stockade.tmp-{os.getpid()}"
+    leftover = tmp_path / ".list.stockade.tmp-999999999-abc"  # no such pid
     leftover.write_bytes(b"torn half of an earlier write that crashed")
     write_atomic(path, NEW)
     assert path.read_bytes() == NEW
     assert os.listdir(tmp_path) == ["list.stockade"]
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "list.stockade"
+    other = tmp_path / ".list.stockade.tmp-1-xyz"  # pid 1 is alive: a concurrent writer
+    other.write_bytes(b"in progress")
+    write_atomic(path, NEW)
+    assert sorted(os.listdir(tmp_path)) == [".list.stockade.tmp-1-xyz", "list.stockade"]
