@@ -20,6 +20,11 @@ Decisions worth knowing:
   outside IPv6 2000::/3) is refused unless ``allow_internal``: a private address names a
   different host at every site, so it cannot be a shared block entry. The tables are ours,
   not ``ipaddress.is_global``, whose answers change between Python patch releases.
+* Speed: a value already in its canonical form (the bulk of every feed: ``evil.example.com``,
+  ``203.0.114.7``, ``http://evil.example.com/x.exe``) is recognized by one pattern and a
+  table look-up (public suffixes, special-purpose /8s) and returned as it is; anything else
+  takes the general path. Both give the same answers, value or refusal reason
+  (``tests/blocklist/test_names_differential.py`` checks them against the code before).
 * URLs follow RFC 3986 normalization, plus the WHATWG rules browsers apply before a request
   leaves (backslash as slash, any number of slashes after the scheme, the last ``@`` ends
   the userinfo, tab/newline removed, numeric hosts such as ``0x7f.1`` read as IPv4).
@@ -32,6 +37,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal, TypeAlias
 
@@ -90,10 +96,74 @@ def load_psl(source: str | bytes | Iterable[str] | None) -> None:
     I/O (CONVENTIONS: ``blocklist`` is a pure contract), so the caller reads the file:
     ``load_psl(Path(p).read_text("utf-8"))``. Caches that depend on the list are cleared.
     """
-    global _psl
+    global _psl, _rules
     _psl = None if source is None else PublicSuffixList(source)
+    _rules = None
     for cached in (_normalize_domain, registrable_domain, public_suffix, is_public_suffix):
         cached.cache_clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _SuffixRules:
+    """The loaded list as three sets, so that "is this name a public suffix?" is two lookups.
+
+    ``publicsuffixlist`` answers by joining and looking up every suffix of the name, longest
+    first (about 2 us a name); feeds ask that question millions of times. For a name of n
+    labels only two of its suffixes can make it public: itself (an exact rule, a wildcard's
+    root, unless an exception) and its parent (a wildcard ``*.parent``, unless ``!name``).
+    Built from the library's own rule set, so the answers are the library's; the
+    differential tests compare the two on every rule of the list.
+    """
+
+    exceptions: frozenset[str]  # "!name" rules, without the "!"
+    wildcards: frozenset[str]  # "*.parent" rules, without the "*."
+    listed: frozenset[str]  # names public by their own rule: exact rules and wildcard roots
+    near: frozenset[str]  # listed | exceptions: the first, usually failing, lookup
+    max_labels: int  # the library looks at suffixes of at most this many labels + 1
+    accept_unknown: bool
+
+
+_rules: _SuffixRules | None = None
+
+
+def _get_rules() -> _SuffixRules | None:
+    """The fast tables of the current list; None if the library's internals have changed."""
+    global _rules
+    if _rules is None:
+        psl = _get_psl()
+        raw = getattr(psl, "_publicsuffix", None)
+        max_labels = getattr(psl, "_maxlabel", None)
+        if not isinstance(raw, frozenset) or not isinstance(max_labels, int):
+            return None  # pragma: no cover - a publicsuffixlist we do not know
+        exceptions = frozenset(r[1:] for r in raw if r.startswith("!"))
+        wildcards = frozenset(r[2:] for r in raw if r.startswith("*."))
+        listed = frozenset(raw) | wildcards
+        _rules = _SuffixRules(
+            exceptions=exceptions,
+            wildcards=wildcards,
+            listed=listed,
+            near=listed | exceptions,
+            max_labels=max_labels,
+            accept_unknown=bool(psl.accept_unknown),
+        )
+    return _rules
+
+
+def _is_public_canonical(name: str) -> bool:
+    """``PublicSuffixList.is_public`` for a canonical name (lowercase, no empty label, no dot
+    at the end), answered from ``_SuffixRules``; mirrors the library's ``_countpublic``."""
+    rules = _rules or _get_rules()
+    if rules is None:  # pragma: no cover - see _get_rules
+        return bool(_get_psl().is_public(name))
+    dot = name.find(".")
+    if dot < 0:  # one label: public if unknown TLDs are, else by its own rules
+        return rules.accept_unknown or (name in rules.listed and name not in rules.exceptions)
+    if name in rules.near and name.count(".") <= rules.max_labels:
+        return name not in rules.exceptions
+    parent = name[dot + 1 :]
+    if parent in rules.wildcards and name.count(".") <= rules.max_labels + 1:
+        return parent not in rules.exceptions
+    return False
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -127,6 +197,10 @@ def is_public_suffix(name: str) -> bool:
 # --- domains -----------------------------------------------------------------------------
 
 _ASCII_NAME_RE: Final = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+# A name that normalizes to itself: lowercase ASCII labels, no dot at the end, and a last
+# label that starts with a non-digit (so it is neither numeric nor hex, nor an IP literal).
+# The length limit of 253 is checked by the caller, before the pattern scans anything.
+_canonical_name: Final = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z_-][a-z0-9_-]{0,62}").fullmatch
 _ASCII_LABEL_RE: Final = re.compile(r"[a-z0-9_-]+")
 _HEX_NUMBER_RE: Final = re.compile(r"0[xX][0-9a-fA-F]*")
 
@@ -161,6 +235,11 @@ def normalize_domain(value: str, *, allow_public_suffix: bool = False) -> str:
     characters outside ``[a-z0-9_-]``, IP literals, numeric last labels, and (unless
     ``allow_public_suffix``) public suffixes such as ``com``, ``co.uk``, ``github.io``.
     """
+    if len(value) <= MAX_NAME_OCTETS and _canonical_name(value) is not None:
+        # already canonical (the usual feed line): nothing to map, only the suffix to check
+        if allow_public_suffix or not _is_public_canonical(value):
+            return value
+        raise InvalidIndicator(value, "public suffix")
     return _normalize_domain(value, allow_public_suffix)
 
 
@@ -293,6 +372,26 @@ _V6_NON_GLOBAL: Final = _ranges(
     ]
 )
 _MAPPED_V4: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+
+# The canonical dotted quad (no leading zeros, each octet 0-255): what ``ipaddress`` reads
+# and prints back unchanged, so a match is its own normal form. Group 1 is the first octet.
+_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_dotted_quad: Final = re.compile(rf"({_OCTET})\.{_OCTET}\.{_OCTET}\.{_OCTET}").fullmatch
+# ... with a prefix of /8 to /32 written without leading zeros; groups 1-4 octets, 5 prefix.
+_dotted_quad_prefix: Final = re.compile(
+    rf"({_OCTET})\.({_OCTET})\.({_OCTET})\.({_OCTET})/([89]|[12][0-9]|3[0-2])"
+).fullmatch
+
+
+def _global_slash8s() -> frozenset[str]:
+    """First octets (as text) whose whole /8 is global: any address or /8+ prefix in one is."""
+    return frozenset(
+        str(octet)
+        for octet in range(256)
+        if _non_global(octet << 24, (octet << 24) | 0xFFFFFF, 4) is None
+    )
+
+
 _PREFIX_RE: Final = re.compile(r"0|[1-9][0-9]?[0-9]?")
 
 _Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -306,6 +405,10 @@ def _non_global(first: int, last: int, version: int) -> str | None:
         if first <= high and low <= last:
             return why
     return None
+
+
+_GLOBAL_SLASH8: Final = _global_slash8s()
+_V4_MASKS: Final = tuple((0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF for prefix in range(33))
 
 
 def _parse_address(value: str, text: str) -> _Address:
@@ -325,7 +428,21 @@ def _parse_address(value: str, text: str) -> _Address:
 
 def normalize_ip(value: str, *, allow_internal: bool = False) -> str:
     """Compressed canonical text of a global address; IPv4-mapped IPv6 becomes IPv4."""
+    match = _dotted_quad(value)
+    if match is not None:  # canonical already: only its globalness is left to check
+        if allow_internal or match[1] in _GLOBAL_SLASH8:
+            return value
+        as_int = _quad_to_int(value)
+        why = _non_global(as_int, as_int, 4)
+        if why is not None:
+            raise InvalidIndicator(value, f"non-global address: {why}")
+        return value
     return _normalize_ip(value, allow_internal)
+
+
+def _quad_to_int(quad: str) -> int:
+    a, b, c, d = quad.split(".")
+    return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -349,6 +466,23 @@ def normalize_cidr(value: str, *, allow_internal: bool = False) -> str:
     prefix-length form is read (no netmasks, no leading zeros). Prefixes shorter than /8
     (IPv4) or /16 (IPv6) are refused as too broad even with ``allow_internal``.
     """
+    match = _dotted_quad_prefix(value)
+    if match is not None:  # canonical address and prefix of /8 or longer: mask, then check
+        a, b, c, d, prefix_text = match.groups()
+        address = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+        mask = _V4_MASKS[int(prefix_text)]
+        network = address & mask
+        # a /8 or longer lies inside the first octet's /8, so a global /8 settles it
+        if not allow_internal and a not in _GLOBAL_SLASH8:
+            why = _non_global(network, network | (~mask & 0xFFFFFFFF), 4)
+            if why is not None:
+                raise InvalidIndicator(value, f"covers non-global space: {why}")
+        if network == address:
+            return value
+        return (
+            f"{network >> 24}.{(network >> 16) & 255}.{(network >> 8) & 255}.{network & 255}"
+            f"/{prefix_text}"
+        )
     return _normalize_cidr(value, allow_internal)
 
 
@@ -389,6 +523,8 @@ def is_ip_literal(value: str) -> bool:
     """True for an IPv4 dotted quad or an IPv6 address (bracketed or not), no zone index."""
     if not value or (":" not in value and not value[-1].isdigit()):
         return False
+    if _dotted_quad(value) is not None:
+        return True
     text = value
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
@@ -417,6 +553,18 @@ _QUERY_RAW: Final = _PATH_RAW | frozenset(b"?")
 _PATH_CLEAN_RE: Final = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
 _QUERY_CLEAN_RE: Final = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*")
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+# A URL whose spelling is already (nearly) normal: lowercase scheme, a canonical name or dotted
+# quad as host, an optional port without leading zeros, then path and query in characters
+# that need no percent-encoding (no '%', no '#', no userinfo, no backslash, no blanks).
+# ``normalize_url`` then only has to drop a default port, supply an empty path and drop an
+# empty query; anything else (dot segments included) takes the general path.
+_canonical_url: Final = re.compile(
+    r"(https?|ftp)://"
+    rf"(?:((?:[a-z0-9_-]{{1,63}}\.)*[a-z_-][a-z0-9_-]{{0,62}})|(({_OCTET})(?:\.{_OCTET}){{3}}))"
+    r"(?::([1-9][0-9]{0,4}))?"
+    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?"
+    r"(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?]*))?"
+).fullmatch
 
 
 def _percent_normalize(value: str, part: str, raw: frozenset[int], clean: re.Pattern[str]) -> str:
@@ -564,6 +712,20 @@ def normalize_url(value: str, *, allow_internal: bool = False) -> str:
     dot segments; path and query get percent-encoding normalized (``%7e`` -> ``~``,
     ``%2f`` stays ``%2F``, a space becomes ``%20``).
     """
+    match = _canonical_url(value) if len(value) <= MAX_URL_CHARS else None
+    if match is not None:
+        scheme, name, address, first_octet, port, path, query = match.groups()
+        if (
+            (name is None or len(name) <= MAX_NAME_OCTETS)
+            and (address is None or allow_internal or first_octet in _GLOBAL_SLASH8)
+            and (path is None or "/." not in path)
+            and (port is None or int(port) <= 65535)
+        ):
+            if port is None and path is not None and query != "":
+                return value  # the usual feed URL: normal as written
+            port_part = "" if port is None or int(port) == DEFAULT_PORTS[scheme] else f":{port}"
+            query_part = f"?{query}" if query else ""
+            return f"{scheme}://{name or address}{port_part}{path or '/'}{query_part}"
     return _normalize_url(value, allow_internal)
 
 
