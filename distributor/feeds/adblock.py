@@ -31,7 +31,16 @@ from blocklist.errors import InvalidIndicator
 from blocklist.names import normalize_url
 
 from ..indicators import Indicator, IndicatorType
-from .base import Collector, FeedFormat, OptionSpec, ParseReport, clean_lines, host_or_ip, option
+from .base import (
+    Collector,
+    FeedFormat,
+    OptionSpec,
+    ParseReport,
+    clean_lines,
+    host_or_ip,
+    option,
+    pauses_gc,
+)
 from .hosts import add_hosts_line
 
 if TYPE_CHECKING:
@@ -48,6 +57,7 @@ OPTIONS = {
 
 #: Options that do not narrow a rule: the whole name may be blocked.
 ACCEPTED_MODIFIERS = frozenset({"important", "all", "document", "doc"})
+#: Every marker holds a '#' or a '$': a line with neither is not looked at further.
 COSMETIC_MARKERS = ("##", "#@#", "#?#", "#@?#", "#$#", "#@$#", "#%#", "#@%#", "$$", "$@$")
 _OPTIONS_RE = re.compile(r"~?[a-z0-9_-]+(=[^,]*)?(,~?[a-z0-9_-]+(=[^,]*)?)*", re.IGNORECASE)
 
@@ -63,6 +73,7 @@ def split_options(rule: str) -> tuple[str, list[str] | None]:
     return rule[:idx], [o.partition("=")[0].lower() for o in text.split(",")]
 
 
+@pauses_gc
 def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, "adblock")
     path_urls = option(feed, OPTIONS, "path_rules") == "url"
@@ -73,7 +84,7 @@ def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], Pars
         if line.startswith("[") and line.endswith("]"):
             out.report.comments += 1  # [Adblock Plus 2.0], [AdGuard]
             continue
-        if any(marker in line for marker in COSMETIC_MARKERS):
+        if ("#" in line or "$" in line) and any(marker in line for marker in COSMETIC_MARKERS):
             out.reject("cosmetic rule", line_no, line)
             continue
         if line.startswith("#"):

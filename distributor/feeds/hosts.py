@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 from blocklist.errors import InvalidIndicator
 
 from ..indicators import Indicator
-from .base import Collector, FeedFormat, OptionSpec, ParseReport, clean_lines, host_or_ip, option
+from .base import (
+    Collector,
+    FeedFormat,
+    OptionSpec,
+    ParseReport,
+    clean_lines,
+    host_or_ip,
+    option,
+    pauses_gc,
+)
 
 if TYPE_CHECKING:
     from ..config import FeedConfig
@@ -47,7 +56,15 @@ LOCAL_NAMES = frozenset(
 )
 
 
+#: How nearly every hosts line spells its sink: answered without an ``ipaddress`` object.
+_COMMON_SINKS = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1"})
+#: First characters of every local name (and of 'ip6-'): others cannot be one.
+_LOCAL_FIRST = frozenset("lLbB0iI")
+
+
 def is_sink_address(text: str) -> bool:
+    if text in _COMMON_SINKS:
+        return True
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -56,6 +73,8 @@ def is_sink_address(text: str) -> bool:
 
 
 def is_local_name(name: str) -> bool:
+    if name[:1] not in _LOCAL_FIRST and name.isascii():
+        return False
     lowered = name.lower().rstrip(".")
     return lowered in LOCAL_NAMES or lowered.startswith("ip6-")
 
@@ -89,6 +108,7 @@ def add_hosts_line(
         out.add(kind, value, line_no)
 
 
+@pauses_gc
 def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, "hosts")
     suffix = option(feed, OPTIONS, "match") == "suffix"

@@ -19,7 +19,7 @@ from blocklist.errors import InvalidIndicator
 from blocklist.names import normalize_cidr, normalize_ip
 
 from ..indicators import Indicator, IndicatorType
-from .base import Collector, FeedFormat, ParseReport, clean_lines
+from .base import Collector, FeedFormat, ParseReport, clean_lines, pauses_gc
 
 if TYPE_CHECKING:
     from ..config import FeedConfig
@@ -58,8 +58,10 @@ def range_to_indicators(
     return [to_indicator(str(net), internal) for net in nets]
 
 
+@pauses_gc
 def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, "ipcidr")
+    add = out.add
     internal = feed.internal
     for line_no, line in clean_lines(
         lines,
@@ -69,23 +71,26 @@ def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], Pars
         inline_needs_space=False,
     ):
         fields = line.split()
-        if len(fields) == 3 and fields[1] == "-":
-            fields = [f"{fields[0]}-{fields[2]}"]
-        if len(fields) != 1:
+        if len(fields) == 1:
+            token = fields[0]
+        elif len(fields) == 3 and fields[1] == "-":
+            token = f"{fields[0]}-{fields[2]}"
+        else:
             out.reject("more than one field", line_no, line)
             continue
-        token = fields[0]
         try:
             if "-" in token:
                 first, _, last = token.partition("-")
                 found = range_to_indicators(first, last, internal)
             else:
-                found = [to_indicator(token, internal)]
+                kind, value = to_indicator(token, internal)
+                add(kind, value, line_no)
+                continue
         except InvalidIndicator as e:
             out.reject(e.reason, line_no, line)
             continue
         for kind, value in found:
-            out.add(kind, value, line_no)
+            add(kind, value, line_no)
     return out.result()
 
 

@@ -20,7 +20,16 @@ from blocklist.errors import InvalidIndicator
 from blocklist.names import normalize_url
 
 from ..indicators import Indicator, IndicatorType
-from .base import Collector, FeedFormat, OptionSpec, ParseReport, clean_lines, host_or_ip, option
+from .base import (
+    Collector,
+    FeedFormat,
+    OptionSpec,
+    ParseReport,
+    clean_lines,
+    host_or_ip,
+    option,
+    pauses_gc,
+)
 
 if TYPE_CHECKING:
     from ..config import FeedConfig
@@ -35,8 +44,10 @@ DOMAIN_OPTIONS = {
 }
 
 
+@pauses_gc
 def parse_domains(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, "domains")
+    add = out.add
     suffix = option(feed, DOMAIN_OPTIONS, "match") == "suffix"
     internal = feed.internal
     for line_no, line in clean_lines(lines, out.report, comment_prefixes=("#", "!", ";")):
@@ -51,12 +62,15 @@ def parse_domains(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicato
         except InvalidIndicator as e:
             out.reject(e.reason, line_no, line)
             continue
-        out.add(kind, value, line_no)
+        add(kind, value, line_no)
     return out.result()
 
 
+@pauses_gc
 def parse_urls(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, "urls")
+    add = out.add
+    url = IndicatorType.URL
     internal = feed.internal
     for line_no, line in clean_lines(lines, out.report, comment_prefixes=("#", "!")):
         if " " in line or "\t" in line:
@@ -70,7 +84,7 @@ def parse_urls(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator],
         except InvalidIndicator as e:
             out.reject(e.reason, line_no, line)
             continue
-        out.add(IndicatorType.URL, value, line_no)
+        add(url, value, line_no)
     return out.result()
 
 

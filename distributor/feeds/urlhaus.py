@@ -53,6 +53,7 @@ from .base import (
     option_list,
     option_str,
     parse_time,
+    pauses_gc,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ DEFAULT_LAST_SEEN_COLUMN = "last_online"
 DEFAULT_TAG_COLUMNS = ("threat", "tags")
 MAX_TAGS = 32
 MAX_TAG_CHARS = 64
+#: Distinct tag texts remembered per parse (a feed has a few hundred; bounded all the same).
+MAX_TAG_CACHE = 4096
+#: Time texts remembered per parse; the cache starts over when full.
+MAX_TIME_CACHE = 4096
 
 OPTIONS: dict[str, OptionSpec] = {
     "type": OptionSpec(
@@ -161,12 +166,40 @@ def _names_value_column(row: Sequence[str], feed: FeedConfig) -> bool:
 
 
 def _split_row(line: str, delimiter: str) -> list[str]:
+    """One line as a CSV record; what ``csv.reader`` returns, without building one per line
+    for the two shapes nearly every row has (all fields quoted, or no quote at all)."""
+    if "\r" not in line:
+        if line[:1] == '"' and line[-1:] == '"':
+            fields = line[1:-1].split(f'"{delimiter}"')
+            if line.count('"') == 2 * len(fields):  # no quote inside any field
+                return fields
+        elif line and '"' not in line:
+            return line.split(delimiter)
     return next(csv.reader([line], delimiter=delimiter), [])
 
 
+class _Settings:
+    """The options a row needs, looked up once per parse instead of once per row."""
+
+    __slots__ = ("internal", "scheme", "status", "suffix", "tag_cache", "time_cache", "wanted")
+
+    def __init__(self, feed: FeedConfig) -> None:
+        self.wanted = option_str(feed, OPTIONS, "type") or "auto"
+        self.suffix = option_str(feed, OPTIONS, "match") == "suffix"
+        self.scheme = option_str(feed, OPTIONS, "scheme") or "http"
+        self.status = option_str(feed, OPTIONS, "status")
+        self.internal = feed.internal
+        #: tag columns repeat from row to row ("elf,mozi"): split and clean each text once
+        self.tag_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+        #: so do times (a dump's rows share their last-update time, batches their added time)
+        self.time_cache: dict[str, datetime | None] = {}
+
+
+@pauses_gc
 def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, feed.format if feed.format in ("csv", "urlhaus_csv") else "urlhaus_csv")
     delimiter = option_str(feed, OPTIONS, "delimiter") or ","
+    settings = _Settings(feed)
     fieldnames = option_list(feed, OPTIONS, "fieldnames")
     columns: _Columns | None = _Columns(feed, fieldnames, out, 0) if fieldnames else None
     comment_header: list[str] | None = None
@@ -201,13 +234,13 @@ def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], Pars
         elif fieldnames and [f.strip() for f in row] == list(fieldnames):
             out.report.comments += 1  # a header row repeating the configured names
             continue
-        _add_row(out, feed, columns, line_no, line, row)
+        _add_row(out, settings, columns, line_no, line, row)
     return out.result()
 
 
 def _add_row(
     out: Collector,
-    feed: FeedConfig,
+    settings: _Settings,
     cols: _Columns,
     line_no: int,
     line: str,
@@ -220,11 +253,11 @@ def _add_row(
         out.reject("bad CSV row", line_no, line)
         return
     try:
-        kind, value = _indicator(feed, cols, row)
+        kind, value = _indicator(settings, cols, row)
     except InvalidIndicator as e:
         out.reject(e.reason, line_no, line)
         return
-    status = option_str(feed, OPTIONS, "status")
+    status = settings.status
     if cols.status is not None:
         status = row[cols.status].strip().lower() or None
     out.add(
@@ -232,15 +265,15 @@ def _add_row(
         value,
         line_no,
         status=status,
-        first_seen=_time(out, row, cols.first_seen, line_no, line),
-        last_seen=_time(out, row, cols.last_seen, line_no, line),
-        tags=_tags(row, cols.tags),
+        first_seen=_time(out, row, cols.first_seen, line_no, line, settings.time_cache),
+        last_seen=_time(out, row, cols.last_seen, line_no, line, settings.time_cache),
+        tags=_tags(row, cols.tags, settings.tag_cache),
     )
 
 
-def _indicator(feed: FeedConfig, cols: _Columns, row: list[str]) -> tuple[IndicatorType, str]:
-    wanted = option_str(feed, OPTIONS, "type") or "auto"
-    internal = feed.internal
+def _indicator(settings: _Settings, cols: _Columns, row: list[str]) -> tuple[IndicatorType, str]:
+    wanted = settings.wanted
+    internal = settings.internal
     if cols.host is not None:
         host = row[cols.host].strip()
         path = row[cols.path].strip() if cols.path is not None else ""
@@ -249,7 +282,7 @@ def _indicator(feed: FeedConfig, cols: _Columns, row: list[str]) -> tuple[Indica
         if path in ("", "/"):
             token = host
         else:
-            scheme = option_str(feed, OPTIONS, "scheme") or "http"
+            scheme = settings.scheme
             token = f"{scheme}://{host}{path if path.startswith(('/', '?')) else '/' + path}"
     else:
         assert cols.value is not None
@@ -264,8 +297,7 @@ def _indicator(feed: FeedConfig, cols: _Columns, row: list[str]) -> tuple[Indica
             address, _, prefix = token.partition("/")
             wanted = "cidr" if prefix.isdigit() and is_ip_literal(address) else "url"
         else:
-            suffix = option_str(feed, OPTIONS, "match") == "suffix"
-            return host_or_ip(token, suffix=suffix, internal=internal)
+            return host_or_ip(token, suffix=settings.suffix, internal=internal)
     if wanted == "url":
         if "://" not in token and "/" not in token:
             raise InvalidIndicator(token, "not a URL")
@@ -279,27 +311,52 @@ def _indicator(feed: FeedConfig, cols: _Columns, row: list[str]) -> tuple[Indica
 
 
 def _time(
-    out: Collector, row: list[str], index: int | None, line_no: int, line: str
+    out: Collector,
+    row: list[str],
+    index: int | None,
+    line_no: int,
+    line: str,
+    cache: dict[str, datetime | None] | None = None,
 ) -> datetime | None:
     if index is None:
         return None
+    text = row[index]
+    if cache is not None and text in cache:
+        return cache[text]
     try:
-        return parse_time(row[index])
+        when = parse_time(text)
     except ValueError:
         out.report.warn("bad date", line_no, line)
         return None
+    if cache is not None:
+        if len(cache) >= MAX_TIME_CACHE:
+            cache.clear()
+        cache[text] = when
+    return when
 
 
-def _tags(row: list[str], indexes: tuple[int, ...]) -> tuple[str, ...]:
+def _tags(
+    row: list[str],
+    indexes: tuple[int, ...],
+    cache: dict[tuple[str, ...], tuple[str, ...]] | None = None,
+) -> tuple[str, ...]:
     if not indexes:
         return ()
+    texts = tuple(row[i] for i in indexes)
+    if cache is not None:
+        cached = cache.get(texts)
+        if cached is not None:
+            return cached
     seen: dict[str, None] = {}
-    for i in indexes:
-        for tag in row[i].split(","):
+    for text in texts:
+        for tag in text.split(","):
             tag = tag.strip().lower()
             if tag and tag not in ("none", "null", "n/a") and len(tag) <= MAX_TAG_CHARS:
                 seen.setdefault(tag, None)
-    return tuple(seen)[:MAX_TAGS]
+    tags = tuple(seen)[:MAX_TAGS]
+    if cache is not None and len(cache) < MAX_TAG_CACHE:
+        cache[texts] = tags
+    return tags
 
 
 FORMAT = FeedFormat(

@@ -1,0 +1,319 @@
+"""CSV feeds (format ``urlhaus_csv``, alias ``csv``): URLhaus natively, others by column mapping.
+
+The native URLhaus dump is ``id,dateadded,url,url_status,last_online,threat,tags,
+urlhaus_link,reporter`` with its header inside a ``#`` comment; every field is quoted. With no
+options that is what this parser reads: ``url`` -> a URL indicator, ``url_status`` -> status,
+``dateadded`` -> first_seen, ``last_online`` -> last_seen, ``threat`` and ``tags`` -> tags.
+
+Other CSVs are read by naming their columns in the feed options:
+
+- ``value_column``: the column holding the indicator (default ``url``), or
+  ``host_column`` + ``path_column``: the indicator is ``scheme://host + path``
+  (``scheme`` option, default ``http``); an empty path (or ``/``) means the host itself.
+- ``type``: ``auto`` (default: a value with ``://`` is a URL, ``a.b.c.d/nn`` a CIDR, an IP
+  literal an IP, ``host/path`` a URL, anything else a host name per ``match``), or one of
+  ``url``, ``domain``, ``host``, ``ip``, ``cidr`` to insist on one kind.
+- ``match``: for host names under ``type = "auto"``: ``exact`` (HOST, default) or ``suffix``.
+- ``status_column``, ``first_seen_column``, ``last_seen_column``: liveness fields (kept,
+  never used to drop a row: scoring decides); ``status``: a constant status for every row
+  when the feed has no status column (e.g. an "online only" export).
+- ``tag_columns``: columns whose comma-separated values become tags (lower-cased).
+- ``fieldnames``: column names for a file with no header row (Bambenek's master lists).
+- ``delimiter``: one character, default ``,``.
+
+The header is found in this order: ``fieldnames``; a ``#`` comment line that is a CSV row
+naming the value column; the first non-comment row when it names the value column; else the
+URLhaus native layout. A defaulted column absent from the header is simply not read; a
+configured one absent is a warning and every row is refused under 'no column ...'.
+
+Each line is read as one CSV record: a stray quote can spoil its own line, never the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from blocklist.errors import InvalidIndicator
+from distributor.indicators import Indicator, IndicatorType
+from tests.blocklist.reference_names import (
+    is_ip_literal,
+    normalize_domain,
+    normalize_ip,
+    normalize_url,
+)
+
+from . import ipcidr
+from .base import (
+    Collector,
+    FeedFormat,
+    OptionError,
+    OptionSpec,
+    OptionValue,
+    ParseReport,
+    clean_lines,
+    host_or_ip,
+    option_list,
+    option_str,
+    parse_time,
+)
+
+if TYPE_CHECKING:
+    from distributor.config import FeedConfig
+
+URLHAUS_FIELDS = (
+    "id",
+    "dateadded",
+    "url",
+    "url_status",
+    "last_online",
+    "threat",
+    "tags",
+    "urlhaus_link",
+    "reporter",
+)
+DEFAULT_VALUE_COLUMN = "url"
+DEFAULT_STATUS_COLUMN = "url_status"
+DEFAULT_FIRST_SEEN_COLUMN = "dateadded"
+DEFAULT_LAST_SEEN_COLUMN = "last_online"
+DEFAULT_TAG_COLUMNS = ("threat", "tags")
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+
+OPTIONS: dict[str, OptionSpec] = {
+    "type": OptionSpec(
+        "str", "auto", ("auto", "url", "domain", "host", "ip", "cidr"), "kind of the values"
+    ),
+    "match": OptionSpec("str", "exact", ("exact", "suffix"), "host names: HOST or DOMAIN"),
+    "value_column": OptionSpec("str", help="column holding the indicator (default: url)"),
+    "host_column": OptionSpec("str", help="column holding the host (with path_column)"),
+    "path_column": OptionSpec("str", help="column holding the path + query"),
+    "scheme": OptionSpec("str", "http", ("http", "https", "ftp"), "scheme for host + path"),
+    "status_column": OptionSpec("str", help="liveness status (default: url_status)"),
+    "status": OptionSpec("str", help="constant status when there is no status column"),
+    "first_seen_column": OptionSpec("str", help="first seen time (default: dateadded)"),
+    "last_seen_column": OptionSpec("str", help="last seen time (default: last_online)"),
+    "tag_columns": OptionSpec("list", help="columns with comma-separated tags"),
+    "fieldnames": OptionSpec("list", help="column names when the file has no header row"),
+    "delimiter": OptionSpec("str", ",", help="field separator, one character"),
+}
+
+
+def check_options(options: Mapping[str, OptionValue]) -> None:
+    if "host_column" in options and "value_column" in options:
+        raise OptionError("host_column", "give either value_column or host_column, not both")
+    if "path_column" in options and "host_column" not in options:
+        raise OptionError("path_column", "needs host_column")
+    delimiter = options.get("delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise OptionError("delimiter", "must be one character other than a quote or newline")
+    if "status" in options and "status_column" in options:
+        raise OptionError("status", "give either status or status_column, not both")
+    fieldnames = options.get("fieldnames", ())
+    if isinstance(fieldnames, tuple) and len(set(fieldnames)) != len(fieldnames):
+        raise OptionError("fieldnames", "names must be unique")
+
+
+class _Columns:
+    """Column positions resolved against the header, once."""
+
+    def __init__(
+        self, feed: FeedConfig, header: Sequence[str], out: Collector, line_no: int
+    ) -> None:
+        self.width = len(header)
+        index = {name.strip(): i for i, name in enumerate(header)}
+        self.missing: str | None = None
+
+        def find(key: str, default: str | None) -> int | None:
+            name = option_str(feed, OPTIONS, key)
+            if name is None:
+                return index.get(default) if default is not None else None
+            if name not in index:
+                out.report.warn(f"no column {name!r} in header", line_no, ",".join(header))
+                if key in ("value_column", "host_column", "path_column"):
+                    self.missing = self.missing or f"no column {name!r} in header"
+                return None
+            return index[name]
+
+        host_given = option_str(feed, OPTIONS, "host_column") is not None
+        self.host = find("host_column", None) if host_given else None
+        self.path = find("path_column", None) if host_given else None
+        self.value = None if host_given else find("value_column", DEFAULT_VALUE_COLUMN)
+        if not host_given and self.value is None and self.missing is None:
+            self.missing = f"no column {DEFAULT_VALUE_COLUMN!r} in header"
+        self.status = find("status_column", DEFAULT_STATUS_COLUMN)
+        self.first_seen = find("first_seen_column", DEFAULT_FIRST_SEEN_COLUMN)
+        self.last_seen = find("last_seen_column", DEFAULT_LAST_SEEN_COLUMN)
+        tag_names = option_list(feed, OPTIONS, "tag_columns")
+        if "tag_columns" in feed.options:
+            for name in tag_names:
+                if name not in index:
+                    out.report.warn(f"no column {name!r} in header", line_no, ",".join(header))
+            self.tags = tuple(index[n] for n in tag_names if n in index)
+        else:
+            self.tags = tuple(index[n] for n in DEFAULT_TAG_COLUMNS if n in index)
+
+
+def _names_value_column(row: Sequence[str], feed: FeedConfig) -> bool:
+    wanted = (
+        option_str(feed, OPTIONS, "host_column")
+        or option_str(feed, OPTIONS, "value_column")
+        or DEFAULT_VALUE_COLUMN
+    )
+    return wanted in (f.strip() for f in row)
+
+
+def _split_row(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
+    out = Collector(feed, feed.format if feed.format in ("csv", "urlhaus_csv") else "urlhaus_csv")
+    delimiter = option_str(feed, OPTIONS, "delimiter") or ","
+    fieldnames = option_list(feed, OPTIONS, "fieldnames")
+    columns: _Columns | None = _Columns(feed, fieldnames, out, 0) if fieldnames else None
+    comment_header: list[str] | None = None
+    comment_header_line = 0
+
+    def header_comments(raw: Iterable[str]) -> Iterable[str]:
+        # A '# id,dateadded,url,...' comment is URLhaus's header: catch it before the
+        # line filter counts it as a comment.
+        nonlocal comment_header, comment_header_line
+        for line_no, line in enumerate(raw, 1):
+            if columns is None and comment_header is None and line.startswith("#"):
+                body = line.lstrip("#").strip()
+                if delimiter in body:
+                    row = _split_row(body, delimiter)
+                    if len(row) > 1 and _names_value_column(row, feed):
+                        comment_header = row
+                        comment_header_line = line_no
+            yield line
+
+    for line_no, line in clean_lines(header_comments(lines), out.report, inline_comments=""):
+        try:
+            row = _split_row(line, delimiter)
+        except csv.Error:
+            out.reject("bad CSV row", line_no, line)
+            continue
+        if columns is None:
+            if comment_header is None and _names_value_column(row, feed):
+                columns = _Columns(feed, row, out, line_no)
+                out.report.comments += 1
+                continue
+            columns = _Columns(feed, comment_header or URLHAUS_FIELDS, out, comment_header_line)
+        elif fieldnames and [f.strip() for f in row] == list(fieldnames):
+            out.report.comments += 1  # a header row repeating the configured names
+            continue
+        _add_row(out, feed, columns, line_no, line, row)
+    return out.result()
+
+
+def _add_row(
+    out: Collector,
+    feed: FeedConfig,
+    cols: _Columns,
+    line_no: int,
+    line: str,
+    row: list[str],
+) -> None:
+    if cols.missing is not None:
+        out.reject(cols.missing, line_no, line)
+        return
+    if len(row) != cols.width:
+        out.reject("bad CSV row", line_no, line)
+        return
+    try:
+        kind, value = _indicator(feed, cols, row)
+    except InvalidIndicator as e:
+        out.reject(e.reason, line_no, line)
+        return
+    status = option_str(feed, OPTIONS, "status")
+    if cols.status is not None:
+        status = row[cols.status].strip().lower() or None
+    out.add(
+        kind,
+        value,
+        line_no,
+        status=status,
+        first_seen=_time(out, row, cols.first_seen, line_no, line),
+        last_seen=_time(out, row, cols.last_seen, line_no, line),
+        tags=_tags(row, cols.tags),
+    )
+
+
+def _indicator(feed: FeedConfig, cols: _Columns, row: list[str]) -> tuple[IndicatorType, str]:
+    wanted = option_str(feed, OPTIONS, "type") or "auto"
+    internal = feed.internal
+    if cols.host is not None:
+        host = row[cols.host].strip()
+        path = row[cols.path].strip() if cols.path is not None else ""
+        if not host:
+            raise InvalidIndicator(host, "empty value")
+        if path in ("", "/"):
+            token = host
+        else:
+            scheme = option_str(feed, OPTIONS, "scheme") or "http"
+            token = f"{scheme}://{host}{path if path.startswith(('/', '?')) else '/' + path}"
+    else:
+        assert cols.value is not None
+        token = row[cols.value].strip()
+    if not token:
+        raise InvalidIndicator(token, "empty value")
+
+    if wanted == "auto":
+        if "://" in token:
+            wanted = "url"
+        elif "/" in token:
+            address, _, prefix = token.partition("/")
+            wanted = "cidr" if prefix.isdigit() and is_ip_literal(address) else "url"
+        else:
+            suffix = option_str(feed, OPTIONS, "match") == "suffix"
+            return host_or_ip(token, suffix=suffix, internal=internal)
+    if wanted == "url":
+        if "://" not in token and "/" not in token:
+            raise InvalidIndicator(token, "not a URL")
+        return IndicatorType.URL, normalize_url(token, allow_internal=internal)
+    if wanted == "ip":
+        return IndicatorType.IP, normalize_ip(token, allow_internal=internal)
+    if wanted == "cidr":
+        return ipcidr.to_indicator(token, internal)
+    kind = IndicatorType.DOMAIN if wanted == "domain" else IndicatorType.HOST
+    return kind, normalize_domain(token)
+
+
+def _time(
+    out: Collector, row: list[str], index: int | None, line_no: int, line: str
+) -> datetime | None:
+    if index is None:
+        return None
+    try:
+        return parse_time(row[index])
+    except ValueError:
+        out.report.warn("bad date", line_no, line)
+        return None
+
+
+def _tags(row: list[str], indexes: tuple[int, ...]) -> tuple[str, ...]:
+    if not indexes:
+        return ()
+    seen: dict[str, None] = {}
+    for i in indexes:
+        for tag in row[i].split(","):
+            tag = tag.strip().lower()
+            if tag and tag not in ("none", "null", "n/a") and len(tag) <= MAX_TAG_CHARS:
+                seen.setdefault(tag, None)
+    return tuple(seen)[:MAX_TAGS]
+
+
+FORMAT = FeedFormat(
+    "urlhaus_csv",
+    parse,
+    OPTIONS,
+    check_options,
+    description="URLhaus CSV dump; other CSVs through column options",
+)
+CSV_FORMAT = FeedFormat(
+    "csv", parse, OPTIONS, check_options, description="CSV by column options (as urlhaus_csv)"
+)
