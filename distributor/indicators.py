@@ -62,7 +62,8 @@ class Indicator:
     """One normalized value from one line of one feed.
 
     ``allow`` marks an allow-list entry (an AdBlock ``@@`` exception): it is evidence *against*
-    blocking and must never be published as a block entry.
+    blocking and must never be published as a block entry. ``expires`` is when the feed itself
+    stops vouching for the value (STIX ``valid_until``): past it, the entry is stale.
     """
 
     type: IndicatorType
@@ -76,6 +77,7 @@ class Indicator:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     tags: tuple[str, ...] = ()
+    expires: datetime | None = None
 
     @property
     def key(self) -> tuple[IndicatorType, str]:

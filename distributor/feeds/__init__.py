@@ -1,18 +1,21 @@
 """Feed formats: one parser per format, registered by name.
 
 The names are a contract (feed configs use them): ``domains``, ``urls``, ``hosts``,
-``ipcidr``, ``urlhaus_csv`` (alias ``csv``) and ``adblock``. Each parser turns lines into
-normalized ``Indicator`` objects plus a ``ParseReport``; a bad line is counted, never raised.
+``ipcidr``, ``urlhaus_csv`` (alias ``csv``), ``adblock``, ``rpz``, ``zeek_intel``, ``misp``
+and ``misp_freetext``. Each parser turns lines into normalized ``Indicator`` objects plus a
+``ParseReport``; a bad line is counted, never raised. ``stix2`` reads a STIX bundle and
+``taxii`` the copy of a TAXII collection that ``distributor.taxii.fetch_collection`` wrote.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FetchFailed
 from ..indicators import Indicator
-from . import adblock, hosts, ipcidr, plain, urlhaus
+from . import adblock, hosts, ipcidr, misp, plain, rpz, stix, urlhaus, zeek
 from .base import FeedFormat, Parser, ParseReport, read_lines
 
 if TYPE_CHECKING:
@@ -30,9 +33,20 @@ FORMATS: dict[str, FeedFormat] = {
         urlhaus.FORMAT,
         urlhaus.CSV_FORMAT,
         adblock.FORMAT,
+        rpz.FORMAT,
+        zeek.FORMAT,
+        misp.FORMAT,
+        misp.FREETEXT_FORMAT,
+        stix.FORMAT,
+        stix.TAXII_FORMAT,
     )
 }
 PARSERS: dict[str, Parser] = {name: fmt.parse for name, fmt in FORMATS.items()}
+#: Formats whose source may be a directory (a MISP feed: manifest.json + event files): they
+#: read the path themselves. Every other format gets the file's lines.
+PATH_PARSERS: dict[str, Callable[[Path, FeedConfig], tuple[list[Indicator], ParseReport]]] = {
+    "misp": misp.parse_path,
+}
 
 
 def parse_file(path: str | Path, feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
@@ -40,6 +54,9 @@ def parse_file(path: str | Path, feed: FeedConfig) -> tuple[list[Indicator], Par
     parser = PARSERS.get(feed.format)
     if parser is None:
         raise KeyError(f"unknown feed format {feed.format!r}")
+    path_parser = PATH_PARSERS.get(feed.format)
+    if path_parser is not None:
+        return path_parser(Path(path), feed)
     return parser(read_lines(Path(path), feed.name), feed)
 
 
