@@ -1,0 +1,21 @@
+"""Distributor state: feeds, indicators and what each feed said about each (see ``store``)."""
+
+from .errors import StoreError
+from .store import (
+    ActiveIndicator,
+    FeedState,
+    IngestStats,
+    Observation,
+    Store,
+    StoreStats,
+)
+
+__all__ = [
+    "ActiveIndicator",
+    "FeedState",
+    "IngestStats",
+    "Observation",
+    "Store",
+    "StoreError",
+    "StoreStats",
+]
