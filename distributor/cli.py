@@ -15,18 +15,37 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
 
 from . import keys as keyfiles
 from .build import Capacity, build_and_publish
 from .config import load_feed_config
-from .errors import DistributorError
+from .errors import ConfigError, DistributorError
+from .feedcache import FeedCache
 from .feeds import parse_feed
+from .indicators import Indicator
+from .ingest import FeedOutcome, ingest_feeds, store_indicators
 from .keys import OnlineKeys
 from .profiles import FirmwareProfile, list_profiles, load_profile
 from .server import ListServer, start
+from .store import Store
 from .tokens import TokenStore
+
+DEFAULT_STATE = "stockade-state"
+STORE_FILE = "stockade.db"
 
 log = logging.getLogger("stockade.distributor")
 
@@ -68,10 +87,44 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _store_url(args: argparse.Namespace) -> str:
+    if args.store:
+        return str(args.store)
+    state = Path(args.state)
+    state.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(state / STORE_FILE).resolve()}"
+
+
+def _parsed_from_store(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[list[Indicator], str]], list[dict[str, Any]]]:
+    # A mistyped --state must not open a new, empty store and publish an empty list.
+    if not args.store and not (Path(args.state) / STORE_FILE).is_file():
+        raise DistributorError(f"no store in {args.state}: run ingest first")
+    with Store.open(_store_url(args)) as store:
+        if not any(s.last_ok_at is not None for s in store.feed_states()):
+            raise DistributorError(f"store {store.url} holds no ingested feed: run ingest first")
+        parsed = list(store_indicators(store, datetime.now(UTC)))
+        reports: list[dict[str, Any]] = [
+            {
+                "feed": s.name,
+                "vendor": s.vendor,
+                "indicators": s.indicator_count,
+                "last_ok_at": s.last_ok_at.isoformat() if s.last_ok_at else None,
+                "quarantined": s.quarantined_reason,
+            }
+            for s in store.feed_states()
+        ]
+    return parsed, reports
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    feedset = load_feed_config(Path(args.config))
     profile = load_profile(args.profile)
     keys = OnlineKeys.load(Path(args.keys))
+    if args.from_store:
+        parsed, reports = _parsed_from_store(args)
+        return _finish_build(args, profile, keys, parsed, reports)
+    feedset = load_feed_config(Path(args.config))
     parsed = []
     reports = []
     for feed in feedset.feeds:
@@ -89,6 +142,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not args.quiet:
             # with --json, stdout carries only the report
             print(report.summary(), file=sys.stderr if args.json else sys.stdout)
+    return _finish_build(args, profile, keys, parsed, reports)
+
+
+def _finish_build(
+    args: argparse.Namespace,
+    profile: FirmwareProfile,
+    keys: OnlineKeys,
+    parsed: Sequence[tuple[Sequence[Indicator], str]],
+    reports: list[dict[str, Any]],
+) -> int:
     result = build_and_publish(
         parsed=parsed,
         feed_reports=reports,
@@ -119,6 +182,107 @@ def cmd_build(args: argparse.Namespace) -> int:
         examples = "; ".join(r["dropped_examples"].get(reason, []))
         print(f"  dropped {n}: {reason}" + (f" (e.g. {examples})" if examples else ""))
     return EXIT_OK
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    feedset = load_feed_config(Path(args.config))
+    feeds = list(feedset.feeds)
+    if args.feed:
+        unknown = sorted(set(args.feed) - {f.name for f in feeds})
+        if unknown:
+            raise ConfigError(f"no feed named {', '.join(unknown)} in {args.config}")
+        feeds = [f for f in feeds if f.name in args.feed]
+    # absolute: the cache checks that a download's temporary file (an absolute path from
+    # tempfile) is in the feed's directory before promoting it
+    cache = FeedCache((Path(args.cache) if args.cache else Path(args.state) / "cache").resolve())
+    console = Console(stderr=True)
+    with Store.open(_store_url(args)) as store:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=args.json,
+        ) as progress:
+            task = progress.add_task("ingesting feeds", total=len([f for f in feeds if f.enabled]))
+
+            def done(out: FeedOutcome) -> None:
+                progress.update(task, advance=1, description=f"{out.feed}: {out.status}")
+
+            outcomes = asyncio.run(
+                ingest_feeds(
+                    feeds,
+                    store,
+                    cache,
+                    grace=timedelta(days=args.grace_days),
+                    concurrency=max(1, args.concurrency),
+                    on_done=done,
+                )
+            )
+        stats = store.stats()
+    if args.json:
+        print(json.dumps([o.to_dict() for o in outcomes], indent=2, default=str))
+    else:
+        out = Console()
+        if not out.is_terminal:
+            out = Console(width=160)
+        _outcome_table(outcomes, out)
+        print(
+            f"store: {stats.indicators:,} indicators from {stats.feeds} feeds "
+            f"({stats.missing_observations:,} observations in their grace period)"
+        )
+    return EXIT_OK if all(o.status in ("ingested", "unchanged") for o in outcomes) else EXIT_ERROR
+
+
+def _outcome_table(outcomes: Sequence[FeedOutcome], console: Console) -> None:
+    table = Table(title="ingest")
+    for col in (
+        "feed",
+        "status",
+        "read",
+        "accepted",
+        "new",
+        "updated",
+        "expired",
+        "rejected / reason",
+    ):
+        table.add_column(
+            col,
+            justify="right" if col in ("read", "accepted", "new", "updated", "expired") else "left",
+        )
+    for o in outcomes:
+        d = o.to_dict()
+        rejected = d["rejected"]
+        assert isinstance(rejected, dict)
+        why = ", ".join(f"{n} {r}" for r, n in sorted(rejected.items(), key=lambda kv: -kv[1])[:3])
+        if o.status not in ("ingested", "unchanged"):
+            why = o.reason or why
+        style = {
+            "ingested": "green",
+            "unchanged": "cyan",
+            "quarantined": "yellow",
+            "failed": "red",
+        }[o.status]
+        table.add_row(
+            o.feed,
+            f"[{style}]{o.status}[/{style}]",
+            *(f"{d[k]:,}" for k in ("read", "accepted", "new", "updated", "expired")),
+            why,
+        )
+    console.print(table)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -195,8 +359,18 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--dir", required=True, help="directory for the key files (must not hold keys)")
     k.set_defaults(func=cmd_keygen)
 
-    b = sub.add_parser("build", help="ingest feeds and build a signed list for a profile")
-    b.add_argument("--config", required=True, help="feeds TOML file")
+    b = sub.add_parser("build", help="build a signed list for a profile from feeds or the store")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="feeds TOML file (local sources, parsed now)")
+    src.add_argument(
+        "--from-store",
+        action="store_true",
+        help="build from the indicator store (run ingest first)",
+    )
+    b.add_argument(
+        "--state", default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})"
+    )
+    b.add_argument("--store", help="store URL (default: sqlite file in --state)")
     b.add_argument("--profile", required=True, help="firmware profile name or TOML path")
     b.add_argument("--tenant", required=True)
     b.add_argument("--keys", required=True, help="key directory made by keygen")
@@ -207,6 +381,26 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.add_argument("--quiet", action="store_true", help="no per-feed lines")
     b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser("ingest", help="fetch, parse and store every feed of a config")
+    i.add_argument("--config", required=True, help="feeds TOML file")
+    i.add_argument(
+        "--state", default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})"
+    )
+    i.add_argument(
+        "--store", help="store URL, e.g. postgresql+psycopg://... (default: sqlite in --state)"
+    )
+    i.add_argument("--cache", help="feed cache directory (default: STATE/cache)")
+    i.add_argument("--feed", action="append", help="only this feed (repeatable)")
+    i.add_argument(
+        "--grace-days",
+        type=_positive_float,
+        default=7.0,
+        help="keep dropped entries this long (default 7)",
+    )
+    i.add_argument("--concurrency", type=int, default=4, help="feeds fetched at once (default 4)")
+    i.add_argument("--json", action="store_true", help="print the per-feed outcomes as JSON")
+    i.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("serve", help="serve published lists to appliances over HTTP")
     s.add_argument("--lists", required=True, help="output directory of build")
@@ -237,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         rc: int = args.func(args)
     except DistributorError as e:
