@@ -21,6 +21,7 @@ enabled = true
 internal = false                 # may list non-global addresses (internal use only)
 options = { match = "suffix" }   # per-format options, checked by the format
 description = "..."              # optional, free text
+ttl_days = 30                    # optional: entries expire 30 days after last seen here
 
 [feed.fetch]                     # optional: how to download it and when to distrust it
 timeout_seconds = 60             # per attempt, connecting to the last byte (0 < t <= 3600)
@@ -91,8 +92,11 @@ _FEED_KEYS = frozenset(
         "options",
         "description",
         "fetch",
+        "ttl_days",
     }
 )
+#: Longest feed-level TTL: beyond a year a "TTL" is a typo for "no TTL".
+MAX_TTL_DAYS = 366
 _FETCH_KEYS = frozenset(
     {
         "timeout_seconds",
@@ -196,6 +200,9 @@ class FeedConfig:
     )
     description: str = ""
     fetch: FetchConfig = FetchConfig()
+    #: How long an indicator of this feed stays active after it was last seen in the feed
+    #: (None: while the feed lists it, plus the ingest grace period).
+    ttl_days: float | None = None
     base_dir: Path = Path()
     origin: str = "<memory>"
 
@@ -439,6 +446,14 @@ class _Loader:
                 "credentials in the URL are not allowed: use auth with an environment variable",
                 "source",
             )
+        ttl_days: float | None = None
+        if "ttl_days" in raw:
+            ttl = raw["ttl_days"]
+            if not isinstance(ttl, int | float) or isinstance(ttl, bool):
+                raise err(f"expected a number of days, got {type_name(ttl)}", "ttl_days")
+            if not 0 < ttl <= MAX_TTL_DAYS:
+                raise err(f"must be more than 0 and at most {MAX_TTL_DAYS}, got {ttl}", "ttl_days")
+            ttl_days = float(ttl)
         default_fetch: FetchConfig | None = defaults.get("fetch")
         fetch = self._fetch(raw.get("fetch", {}), span, section, default_fetch, per_feed=True)
         return FeedConfig(
@@ -453,6 +468,7 @@ class _Loader:
             options=MappingProxyType(options),
             description=raw.get("description", ""),
             fetch=fetch,
+            ttl_days=ttl_days,
             base_dir=self.base_dir,
             origin=self.origin,
         )

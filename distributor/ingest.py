@@ -169,6 +169,7 @@ def _apply(
             grace=grace,
             etag=plan.etag,
             last_modified=plan.last_modified,
+            feed_ttl=None if feed.ttl_days is None else timedelta(days=feed.ttl_days),
         )
 
     try:

@@ -412,3 +412,19 @@ def test_credentials_in_a_source_url_are_refused_without_repeating_them() -> Non
     # an @ in a query is no credential
     ok = FEED.replace('"a.txt"', '"https://feeds.example/a?contact=me@example.org"')
     assert from_toml_text(ok).get("a").is_remote
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "more than 0"),
+        ("400", "at most 366"),
+        ('"7d"', "expected a number"),
+        ("true", "expected a number"),
+    ],
+)
+def test_ttl_days_must_be_a_sane_number_of_days(value: str, message: str) -> None:
+    text = f'[[feed]]\nname = "a"\nformat = "domains"\nsource = "a.txt"\nttl_days = {value}\n'
+    with pytest.raises(ConfigError, match=message) as e:
+        from_toml_text(text, base_dir=Path("."))
+    assert "ttl_days" in str(e.value)

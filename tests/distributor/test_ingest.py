@@ -445,6 +445,19 @@ async def test_a_dropped_entry_lives_through_its_grace_period(st: State) -> None
     assert st.store.stats().indicators == 3
 
 
+async def test_a_feed_ttl_fades_out_a_feed_that_stops_updating(st: State) -> None:
+    st.write("dom.txt", domain_file(range(2)))
+    feeds = st.feeds(DOM_FEED + "ttl_days = 3\n")
+    assert feeds[0].ttl_days == 3.0
+    await st.ingest(feeds)
+    assert st.active(T0 + 3 * DAY - HOUR) == {"dom": domains(0, 1)}
+    assert st.active(T0 + 3 * DAY + HOUR) == {}
+    # an unchanged ingest vouches for the entries again: they live another TTL
+    out = await st.ingest(feeds, now=T0 + 2 * DAY)
+    assert out["dom"].status == "unchanged"
+    assert st.active(T0 + 5 * DAY - HOUR) == {"dom": domains(0, 1)}
+
+
 # --- 5: a MISP feed directory -----------------------------------------------------------
 
 EVENT_A = "5c3c46a0-efae-4e0a-891c-db88e46ce012"
