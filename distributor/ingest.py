@@ -59,13 +59,20 @@ class FeedOutcome:
             "fetch": self.fetch_status,
             "read": self.report.lines_read if self.report else 0,
             "accepted": self.report.accepted if self.report else 0,
-            "rejected": dict(self.report.rejected) if self.report else {},
+            "rejected": self.rejected(),
             "new": self.stats.new if self.stats else 0,
             "updated": self.stats.updated if self.stats else 0,
             "unchanged": self.stats.unchanged if self.stats else 0,
             "expired": self.stats.expired if self.stats else 0,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
         }
+
+    def rejected(self) -> dict[str, int]:
+        """Reasons and counts: the parser's, then the store's (``store: ...``)."""
+        out = dict(self.report.rejected) if self.report else {}
+        if self.stats:
+            out.update((f"store: {why}", n) for why, n in self.stats.refused.items())
+        return out
 
 
 @dataclass

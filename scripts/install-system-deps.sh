@@ -3,9 +3,11 @@
 #   libpcap0.8  - compiling BPF capture filters (sensor live capture, via ctypes)
 #   iproute2    - `ip netns` for network tests in namespaces the tests create
 #   tshark      - a peer decoder the tests compare against
+#   postgresql  - PostgreSQL 15 binaries (initdb, postgres): the store tests start a throwaway
+#                 cluster of their own to prove the store on PostgreSQL as well as SQLite
 set -euo pipefail
 
-PACKAGES=(libpcap0.8 iproute2 tshark)
+PACKAGES=(libpcap0.8 iproute2 tshark postgresql)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -20,7 +22,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 echo "install-system-deps: installing ${missing[*]}"
-# Never let a package start a daemon (resolvers would fight for port 53).
+# Never let a package start a daemon (resolvers would fight for port 53; the postgresql
+# package would start a system cluster the tests never use).
 policy=/usr/sbin/policy-rc.d
 created_policy=0
 if [ ! -e "$policy" ]; then

@@ -38,8 +38,9 @@ def current(engine: Engine) -> str | None:
 def upgrade(engine: Engine, *, write_options: dict[str, Any]) -> None:
     """Bring the schema to head; a no-op (one read) when it is already there.
 
-    The upgrade runs in one write transaction, so two processes opening a new store at once
-    serialize instead of both creating tables.
+    The upgrade runs in one write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+    store's advisory lock), so two processes opening a new store at once serialize instead
+    of both creating tables.
     """
     target = head()
     if current(engine) == target:

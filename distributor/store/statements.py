@@ -8,6 +8,7 @@ dialect switch is ``ON CONFLICT`` (SQLAlchemy puts it in each dialect's ``insert
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,26 @@ UPDATED_COLUMNS = ("last_seen", "confidence", "category", "status", "tags", "exp
 OBS_COLUMNS = ("indicator_id", "feed_id", "allow", "first_seen", *UPDATED_COLUMNS)
 STAGE_COLUMNS = ("type", "value", "allow", "first_seen", *UPDATED_COLUMNS)
 
+#: Longest indicator value the store keeps, in UTF-8 bytes. PostgreSQL refuses a b-tree index
+#: row over 2704 bytes (a third of a page; compression may or may not get a value under it),
+#: and (type, value) is indexed, in ``indicators`` and in the stage. A limit well under it,
+#: applied on every backend, keeps SQLite and PostgreSQL stores alike. Normalized domains and
+#: addresses are far shorter; a URL may be up to ``blocklist.names.MAX_URL_CHARS`` (16 KiB),
+#: and the store refuses (and counts) the few longer than this.
+MAX_VALUE_BYTES = 2048
+#: ``category`` and ``status`` are VARCHAR(32): PostgreSQL enforces the length, SQLite does not.
+MAX_LABEL_CHARS = 32
+#: Up to this many characters a value is within MAX_VALUE_BYTES whatever they are (4 bytes
+#: at most each): the hot loop measures bytes only past it.
+_QUICK_VALUE_CHARS = MAX_VALUE_BYTES // 4
+# Reasons counted in IngestStats.refused. PostgreSQL text cannot hold NUL (SQLite's can: the
+# store refuses it on both, so that both keep the same rows).
+VALUE_TOO_LONG = f"value longer than {MAX_VALUE_BYTES} bytes"
+VALUE_NUL = "value contains a NUL character"
+BAD_CATEGORY = f"category longer than {MAX_LABEL_CHARS} characters or with a NUL"
+#: The row is kept, without its status.
+STATUS_DROPPED = f"status longer than {MAX_LABEL_CHARS} characters or with a NUL (dropped)"
+
 StageRow = tuple[str, str, bool, int, int | None, int, str, str | None, str | None, int | None]
 _TYPE_VALUES = {t: t.value for t in IndicatorType}
 
@@ -98,30 +119,66 @@ def ts(when: datetime) -> int:
     return int(when.timestamp())
 
 
-def stage_rows(batch: Iterable[Indicator], now: int) -> list[StageRow]:
-    """Rows for the stage table in ``STAGE_COLUMNS`` order (the hot loop: ~1 us a row)."""
+def stage_rows(
+    batch: Iterable[Indicator], now: int, refused: Counter[str] | None = None
+) -> list[StageRow]:
+    """Rows for the stage table in ``STAGE_COLUMNS`` order (the hot loop: ~1 us a row).
+
+    What no backend can keep is left out here, before any SQL, and counted in ``refused`` by
+    reason (see ``_screen``): a bad value costs its row, never the feed's transaction.
+    """
     rows: list[StageRow] = []
     append = rows.append
     types = _TYPE_VALUES
     dumps = json.dumps
+    quick, label = _QUICK_VALUE_CHARS, MAX_LABEL_CHARS
     for ind in batch:
+        value, category, status = ind.value, ind.category, ind.status
+        if (
+            len(value) > quick
+            or "\x00" in value
+            or len(category) > label
+            or "\x00" in category
+            or (status is not None and (len(status) > label or "\x00" in status))
+        ):
+            why = _screen(value, category)
+            if why is not None:
+                if refused is not None:
+                    refused[why] += 1
+                continue
+            if status is not None and (len(status) > label or "\x00" in status):
+                if refused is not None:
+                    refused[STATUS_DROPPED] += 1
+                status = None
         first, last = ind.first_seen, ind.last_seen
         expires = getattr(ind, "expires", None)  # valid_until, when the feed gives one
         append(
             (
                 types[ind.type],
-                ind.value,
+                value,
                 ind.allow,
                 now if first is None else ts(first),
                 None if last is None else ts(last),
                 ind.confidence,
-                ind.category,
-                ind.status,
+                category,
+                status,
                 dumps(list(ind.tags)) if ind.tags else None,
                 None if expires is None else ts(expires),
             )
         )
     return rows
+
+
+def _screen(value: str, category: str) -> str | None:
+    """Why a row cannot be stored, or None (the rare path of ``stage_rows``)."""
+    limit = MAX_VALUE_BYTES
+    if len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit:
+        return VALUE_TOO_LONG
+    if "\x00" in value:
+        return VALUE_NUL
+    if len(category) > MAX_LABEL_CHARS or "\x00" in category:
+        return BAD_CATEGORY
+    return None
 
 
 class Statements:
@@ -169,7 +226,8 @@ class Statements:
         """Insert new rows, update changed ones, leave unchanged ones unwritten.
 
         Its row count is inserted + updated (rows the ``WHERE`` skips are not counted), on
-        SQLite and PostgreSQL alike.
+        SQLite and PostgreSQL alike. SQLAlchemy keeps an INSERT's row count only when asked
+        (``preserve_rowcount``): psycopg's is gone once the statement's cursor is closed.
         """
         s, i, o = stage, indicators, observations
         src = (
@@ -193,7 +251,7 @@ class Statements:
                 o.c.missing_since.is_not(None),
                 *(o.c[c].is_distinct_from(ex[c]) for c in UPDATED_COLUMNS),
             ),
-        )
+        ).execution_options(preserve_rowcount=True)
 
     def mark_missing(self, feed_id: int, now: int, last_listed: int) -> Update:
         """Rows of the feed that are not in the stage start their grace period; their last

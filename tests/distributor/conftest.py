@@ -1,7 +1,9 @@
-"""Helpers for the feed tests: build a validated FeedConfig, write a feed file."""
+"""Helpers for the feed tests (build a validated FeedConfig, write a feed file) and the store
+backends: ``store_url`` runs a test on SQLite and on a throwaway PostgreSQL (``tests.pg``)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
@@ -11,6 +13,12 @@ import pytest
 
 from distributor.config import FeedConfig
 from distributor.feeds import FORMATS
+from tests.pg import Cluster, postgres_cluster, postgres_url
+
+__all__ = ["postgres_cluster", "postgres_url"]  # fixtures, re-exported for pytest
+
+#: The store's backends; every store test runs on each.
+BACKENDS = ("sqlite", "postgresql")
 
 MakeFeed = Callable[..., FeedConfig]
 
@@ -44,3 +52,30 @@ def write(tmp_path: Path) -> Callable[[bytes | str], Path]:
         return path
 
     return _write
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty store: a SQLite file in ``tmp_path``, or a database of its own on the
+    session's PostgreSQL cluster (started on first use).
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def new_store_url(
+    store_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[], str]:
+    """Another new, empty store on the backend of ``store_url``, at each call."""
+    names = itertools.count(1)
+
+    def make() -> str:
+        if store_url.startswith("sqlite"):
+            return f"sqlite:///{tmp_path / f'other{next(names)}.db'}"
+        cluster: Cluster = request.getfixturevalue("postgres_cluster")
+        return cluster.url(schema=cluster.create_schema())
+
+    return make
