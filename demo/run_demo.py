@@ -104,6 +104,22 @@ def main() -> int:
         capture=True,
     )
     print(build.stdout, end="")
+    print("Why is a host of the exploit-kit campaign blocked? (stockade-distributor explain)")
+    why = run(
+        BIN / "stockade-distributor",
+        "explain",
+        "xktzjm.topcentc.top",
+        "--config",
+        HERE / "feeds" / "feeds.toml",
+        "--profile",
+        PROFILE,
+        "--tenant",
+        TENANT,
+        "--keys",
+        keys,
+        capture=True,
+    )
+    print(why.stdout, end="")
     proc = run(
         BIN / "stockade-distributor",
         "token",

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -37,40 +37,22 @@ from blocklist.names import split_url
 from blocklist.signing import PAYLOAD_LIST, Bundle, Envelope, Keyring
 
 from . import publish
+from .condense.score import LIVENESS, SEVERITY, UNKNOWN_LIVENESS
 from .errors import DistributorError
 from .indicators import Indicator, IndicatorType
 from .keys import OnlineKeys
 
-#: How bad a category is, 0..1: C2 > malware delivery > phishing > spam/ads.
-SEVERITY: Mapping[str, float] = {
-    "c2": 1.0,
-    "botnet": 1.0,
-    "ransomware": 0.95,
-    "malware": 0.9,
-    "exploit": 0.9,
-    "phishing": 0.8,
-    "fraud": 0.75,
-    "dga": 0.8,
-    "compromised": 0.7,
-    "hijacked": 0.7,
-    "attack": 0.55,
-    "bruteforce": 0.5,
-    "scanner": 0.45,
-    "cryptomining": 0.5,
-    "spam": 0.35,
-    "tor": 0.3,
-    "proxy": 0.3,
-    "ads": 0.2,
-    "tracking": 0.2,
-    "unknown": 0.5,
-}
-#: Liveness multipliers from a feed's own status field (URLhaus online/offline, Feodo status).
-LIVENESS: Mapping[str, float] = {"online": 1.0, "offline": 0.6}
-UNKNOWN_LIVENESS = 0.85
+if TYPE_CHECKING:
+    from .condense.pipeline import Condensed, Condenser
+    from .profiles import CoarsenPolicy
+
 WEIGHT_CONFIDENCE = 0.40
 WEIGHT_SEVERITY = 0.35
 WEIGHT_CORROBORATION = 0.25
 TYPE_ORDER = {t: i for i, t in enumerate(IndicatorType)}
+#: Bytes an entry takes in the signed list beyond its value (type, action, priority, category
+#: and source indexes): an estimate used only to rank by value per byte.
+ENTRY_OVERHEAD_BYTES = 12
 _NAME_TYPES = (IndicatorType.DOMAIN, IndicatorType.HOST)
 
 Key = tuple[IndicatorType, str]
@@ -93,31 +75,70 @@ def _more_severe(new: str, current: str) -> bool:
     return sev_new > sev_cur or (sev_new == sev_cur and new < current)
 
 
-@dataclass
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _with(items: frozenset[str], item: str) -> frozenset[str]:
+    """``items | {item}``, interned: millions of entries share a handful of source sets."""
+    if item in items:
+        return items
+    grown = items | {item}
+    return _INTERNED.setdefault(grown, grown)
+
+
+_EMPTY: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
 class Merged:
-    """One (type, value) of the union with everything the feeds said about it."""
+    """One (type, value) of the union with everything the feeds said about it.
+
+    Slotted, with interned source/vendor/status sets: a union holds millions of these.
+    """
 
     type: IndicatorType
     value: str
-    sources: set[str] = field(default_factory=set)
-    vendors: set[str] = field(default_factory=set)
+    sources: frozenset[str] = _EMPTY
+    vendors: frozenset[str] = _EMPTY
     confidence: int = 0
     category: str = "unknown"
-    statuses: set[str] = field(default_factory=set)
+    statuses: frozenset[str] = _EMPTY
     priority: int = 0
+    #: latest date any feed gives (last seen, else first seen); None when no feed dates it
+    last_seen: datetime | None = None
+    #: listed indicators this entry stands for (itself included), for breadth and reports
+    covered: int = 1
 
     @property
     def key(self) -> Key:
         return (self.type, self.value)
 
     def add(self, ind: Indicator, vendor: str) -> None:
-        self.sources.add(ind.source)
-        self.vendors.add(vendor or ind.source)
-        self.confidence = max(self.confidence, ind.confidence)
+        self.sources = _with(self.sources, ind.source)
+        self.vendors = _with(self.vendors, vendor or ind.source)
+        if ind.confidence > self.confidence:
+            self.confidence = ind.confidence
         if _more_severe(ind.category, self.category):
             self.category = ind.category
         if ind.status:
-            self.statuses.add(ind.status.lower())
+            self.statuses = _with(self.statuses, ind.status.lower())
+        seen = ind.last_seen or ind.first_seen
+        if seen is not None and (self.last_seen is None or seen > self.last_seen):
+            self.last_seen = seen
+
+    def absorb(self, other: Merged) -> None:
+        """Take what ``other`` says too (when one entry comes to stand for several)."""
+        for name in ("sources", "vendors", "statuses"):
+            merged = getattr(self, name) | getattr(other, name)
+            setattr(self, name, _INTERNED.setdefault(merged, merged))
+        self.confidence = max(self.confidence, other.confidence)
+        if _more_severe(other.category, self.category):
+            self.category = other.category
+        if other.last_seen is not None and (
+            self.last_seen is None or other.last_seen > self.last_seen
+        ):
+            self.last_seen = other.last_seen
+        self.covered += other.covered
 
 
 def priority(m: Merged) -> int:
@@ -149,14 +170,22 @@ class Drops:
 
     counts: Counter[str] = field(default_factory=Counter)
     priority_mass: Counter[str] = field(default_factory=Counter)
+    #: union indicators the dropped entries stood for
+    covered: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    #: keys whose fate ``explain`` asked for, and what happened to them
+    watch: frozenset[Key] = frozenset()
+    fates: dict[Key, str] = field(default_factory=dict)
 
     def add(self, reason: str, m: Merged, detail: str = "") -> None:
         self.counts[reason] += 1
-        self.priority_mass[reason] += m.priority
+        self.priority_mass[reason] += m.priority * m.covered
+        self.covered[reason] += m.covered
         ex = self.examples[reason]
         if len(ex) < 3:
             ex.append(f"{m.type.value} {m.value}" + (f" ({detail})" if detail else ""))
+        if self.watch and m.key in self.watch:
+            self.fates[m.key] = reason + (f" ({detail})" if detail else "")
 
 
 def _parents(name: str) -> Iterable[str]:
@@ -420,11 +449,18 @@ def select(
     allow: dict[Key, Merged],
     cap: Capacity,
     sizer: BundleSizer,
+    *,
+    scored: bool = False,
+    drops: Drops | None = None,
 ) -> Selection:
-    """Steps 2-4 of the module docstring; ``sizer`` tracks the exact signed size."""
-    drops = Drops()
-    for m in block.values():
-        m.priority = priority(m)
+    """Steps 2-4 of the module docstring; ``sizer`` tracks the exact signed size.
+
+    ``scored``: the entries already carry their priority (the condenser scored them).
+    """
+    drops = drops if drops is not None else Drops()
+    if not scored:
+        for m in block.values():
+            m.priority = priority(m)
 
     # 2. allow-list
     kept = _allow_filter(block, allow, drops)
@@ -463,8 +499,13 @@ def select(
             rank[p.key] = m.priority
             p = cover.get(p.key)
 
-    def order(m: Merged) -> tuple[int, int, str]:
-        return (-rank[m.key], TYPE_ORDER[m.type], m.value)
+    # value per unit of capacity: an entry whose encoding takes more than one slot's share of
+    # the byte budget costs that many slots (long URLs on a byte-limited device)
+    slot_bytes = cap.max_bytes / max(1, min(cap.max_entries, len(kept) or 1))
+
+    def order(m: Merged) -> tuple[float, int, str]:
+        cost = max(1.0, (len(m.value) + ENTRY_OVERHEAD_BYTES) / slot_bytes)
+        return (-rank[m.key] / cost, TYPE_ORDER[m.type], m.value)
 
     def subtree(m: Merged) -> Iterable[Merged]:
         stack = list(children.get(m.key, ()))
@@ -549,11 +590,33 @@ def sign_list(blocklist: BlockList, keys: OnlineKeys) -> bytes:
 
 @dataclass
 class BuildResult:
-    path: Path
+    path: Path | None  # None: built for ``explain``, not published
     blocklist: BlockList
     bundle_bytes: int
     selection: Selection
     report: dict[str, Any]
+    condensed: Condensed | None = None
+
+
+#: Drop reasons that mean "a limit of the profile pushed it out": lost protection. Everything
+#: else was removed on purpose (allow-lists, shared hosts) or is still covered (broader entry).
+def _is_capacity_drop(reason: str) -> bool:
+    return reason.startswith("over ") or "not supported by profile" in reason
+
+
+def protection_estimate(selection: Selection, candidate_mass: int) -> float:
+    """Share of the candidates' score mass (priority x indicators covered) the list keeps.
+
+    Entries removed on purpose (allow-lists, shared hosts) are not protection lost; entries a
+    broader kept entry covers are still protected. Only what a profile limit pushed out counts.
+    """
+    d = selection.drops
+    on_purpose = sum(
+        m for r, m in d.priority_mass.items() if r.startswith("allow-listed") or "allow" in r
+    )
+    lost = sum(m for r, m in d.priority_mass.items() if _is_capacity_drop(r))
+    total = candidate_mass - on_purpose
+    return 1.0 if total <= 0 else max(0.0, 1.0 - lost / total)
 
 
 def build_and_publish(
@@ -564,15 +627,23 @@ def build_and_publish(
     tenant: str,
     profile: str,
     keys: OnlineKeys,
-    out: Path,
+    out: Path | None,
     valid_for: timedelta,
     now: datetime | None = None,
+    condenser: Condenser | None = None,
+    coarsen: CoarsenPolicy | None = None,
+    watch: Iterable[Key] = (),
 ) -> BuildResult:
-    """Union, select, sign and publish one list; the report explains every number."""
+    """Union, condense, select, sign and publish one list; the report explains every number.
+
+    ``condenser``: categorize, aggregate, allow-list and score first (``distributor.condense``);
+    without one, the plain union is selected by the simple priority (tests, old configs).
+    ``out=None`` builds without publishing (``explain``); ``watch``: keys whose fate to keep.
+    """
     if valid_for <= timedelta(0):
         raise BuildError(f"list lifetime must be positive, got {valid_for}")
     now = (now or datetime.now(UTC)).replace(microsecond=0)
-    version = publish.next_version(out, tenant, profile)
+    version = publish.next_version(out, tenant, profile) if out is not None else 0
     warnings: list[str] = []
     keyring_expires = Keyring.from_bytes(keys.keyring.payload).expires
     if keyring_expires <= now:
@@ -591,7 +662,7 @@ def build_and_publish(
             return BlockList.create(
                 tenant=tenant,
                 profile=profile,
-                version=version,
+                version=max(version, 1),
                 created=now,
                 expires=expires,
                 key_id=keys.signing.keyid,
@@ -607,7 +678,20 @@ def build_and_publish(
             f"({sizer.size} bytes)"
         )
     block, allow = union(parsed)
-    selection = select(block, allow, cap, sizer)
+    condensed: Condensed | None = None
+    watched = frozenset(watch)
+    if condenser is not None:
+        condensed = condenser.run(block, allow, tenant=tenant, coarsen=coarsen, watch=watched)
+        drops = condensed.drops
+        drops.watch = watched | frozenset(condensed.routes.values())
+        selection = select(
+            condensed.candidates, condensed.allow, cap, sizer, scored=True, drops=drops
+        )
+        selection.union_size = len(block)
+        candidate_mass = int(condensed.report["candidate_score_mass"])
+    else:
+        selection = select(block, allow, cap, sizer, drops=Drops(watch=watched))
+        candidate_mass = sum(m.priority * m.covered for m in block.values())
     entries = selection.entries
     blocklist = make(entries)
     bundle = sign_list(blocklist, keys)
@@ -629,12 +713,22 @@ def build_and_publish(
         "union_allow_entries": selection.allow_size,
         "kept": dict(sorted(selection.kept_per_type.items())),
         "allow_exceptions": sum(1 for e in entries if e.action is Action.ALLOW),
+        "estimated_protection_kept": round(protection_estimate(selection, candidate_mass), 4),
         "dropped": dict(selection.drops.counts),
+        "dropped_indicators": dict(selection.drops.covered),
         "dropped_priority_mass": dict(selection.drops.priority_mass),
         "dropped_examples": dict(selection.drops.examples),
+        "condense": condensed.report if condensed is not None else None,
         "feeds": list(feed_reports),
     }
-    path = publish.publish(
-        out, tenant, profile, version, bundle, json.dumps(report, indent=2, default=str).encode()
-    )
-    return BuildResult(path, blocklist, len(bundle), selection, report)
+    path = None
+    if out is not None:
+        path = publish.publish(
+            out,
+            tenant,
+            profile,
+            version,
+            bundle,
+            json.dumps(report, indent=2, default=str).encode(),
+        )
+    return BuildResult(path, blocklist, len(bundle), selection, report, condensed)

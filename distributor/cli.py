@@ -1,4 +1,4 @@
-"""``stockade-distributor``: keygen, build, serve, token, profiles.
+"""``stockade-distributor``: keygen, ingest, build, explain, serve, token, profiles.
 
 These spellings are a contract that scripts and docs rely on.
 """
@@ -30,8 +30,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from blocklist.errors import InvalidIndicator
+
 from . import keys as keyfiles
-from .build import Capacity, build_and_publish
+from .build import BuildResult, Capacity, Key, build_and_publish
+from .condense.explain import explain_result, render_explanation
+from .condense.pipeline import MERGED_REASONS, Condenser, union_keys_for
+from .condense.settings import CondenseSettings
 from .config import load_feed_config
 from .errors import ConfigError, DistributorError
 from .feedcache import FeedCache
@@ -118,13 +123,17 @@ def _parsed_from_store(
     return parsed, reports
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    profile = load_profile(args.profile)
-    keys = OnlineKeys.load(Path(args.keys))
+def _gather(
+    args: argparse.Namespace, *, quiet: bool
+) -> tuple[list[tuple[list[Indicator], str]], list[dict[str, Any]], CondenseSettings]:
+    """The parsed feeds (from the config's files or the store) and the condensing settings."""
+    feedset = load_feed_config(Path(args.config)) if args.config else None
+    settings = feedset.condense if feedset is not None else CondenseSettings()
     if args.from_store:
         parsed, reports = _parsed_from_store(args)
-        return _finish_build(args, profile, keys, parsed, reports)
-    feedset = load_feed_config(Path(args.config))
+        return parsed, reports, settings
+    if feedset is None:
+        raise DistributorError("give --config FILE, or --from-store")
     parsed = []
     reports = []
     for feed in feedset.feeds:
@@ -139,19 +148,20 @@ def cmd_build(args: argparse.Namespace) -> int:
             continue
         parsed.append((indicators, feed.vendor))
         reports.append(report.to_dict())
-        if not args.quiet:
+        if not quiet:
             # with --json, stdout carries only the report
             print(report.summary(), file=sys.stderr if args.json else sys.stdout)
-    return _finish_build(args, profile, keys, parsed, reports)
+    return parsed, reports, settings
 
 
-def _finish_build(
-    args: argparse.Namespace,
-    profile: FirmwareProfile,
-    keys: OnlineKeys,
-    parsed: Sequence[tuple[Sequence[Indicator], str]],
-    reports: list[dict[str, Any]],
-) -> int:
+def _run_build(
+    args: argparse.Namespace, *, publish: bool, watch: Sequence[Key] = ()
+) -> tuple[FirmwareProfile, BuildResult]:
+    profile = load_profile(args.profile)
+    keys = OnlineKeys.load(Path(args.keys))
+    parsed, reports, settings = _gather(args, quiet=args.quiet or not publish)
+    now = datetime.now(UTC)
+    condenser = Condenser(settings, now=now)
     result = build_and_publish(
         parsed=parsed,
         feed_reports=reports,
@@ -159,29 +169,85 @@ def _finish_build(
         tenant=args.tenant,
         profile=profile.name,
         keys=keys,
-        out=Path(args.out),
+        out=Path(args.out) if publish else None,
         valid_for=timedelta(hours=args.valid_hours),
+        now=now,
+        condenser=condenser,
+        coarsen=profile.coarsen,
+        watch=watch,
     )
+    return profile, result
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    profile, result = _run_build(args, publish=True)
     r = result.report
     if args.json:
         print(json.dumps(r, indent=2, default=str))
         return EXIT_OK
     kept = ", ".join(f"{n} {t}" for t, n in sorted(r["kept"].items())) or "nothing"
+    c = r.get("condense") or {}
     print(
         f"built {result.path}\n"
         f"  tenant {args.tenant}, profile {profile.name}, version {r['version']}, "
         f"expires {r['expires']}\n"
-        f"  union {r['union_block_entries']} block + {r['union_allow_entries']} allow entries; "
+        f"  union {r['union_block_entries']} block + {r['union_allow_entries']} allow entries"
+        f" -> {c.get('candidates', '?')} candidates; "
         f"kept {kept}; {r['allow_exceptions']} allow exceptions\n"
+        f"  estimated protection kept {r['estimated_protection_kept']:.1%}\n"
         f"  bundle {r['bundle_bytes']} bytes (profile limit {profile.max_bytes}), "
         f"signed by key {r['key_id'][:16]}"
     )
+    for name, n in (c.get("domain_decisions") or {}).items():
+        print(f"  registrable domains {name}: {n}")
+    for note in c.get("reference_notes") or []:
+        print(f"  note: {note}")
     for warning in r.get("warnings", []):
         print(f"  warning: {warning}")
     for reason, n in sorted(r["dropped"].items(), key=lambda kv: -kv[1]):
         examples = "; ".join(r["dropped_examples"].get(reason, []))
-        print(f"  dropped {n}: {reason}" + (f" (e.g. {examples})" if examples else ""))
+        verb = "merged" if reason in MERGED_REASONS else "dropped"
+        print(f"  {verb} {n}: {reason}" + (f" (e.g. {examples})" if examples else ""))
     return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    try:
+        keys_wanted = union_keys_for(args.indicator)
+    except InvalidIndicator as e:
+        raise DistributorError(f"cannot read {args.indicator!r} as an indicator: {e.reason}") from e
+    _, result = _run_build(args, publish=False, watch=keys_wanted)
+    doc = explain_result(result, keys_wanted)
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(render_explanation(doc))
+    return EXIT_OK
+
+
+def _build_inputs(p: argparse.ArgumentParser) -> None:
+    """What ``build`` and ``explain`` share: the same inputs give the same list."""
+    p.add_argument(
+        "--config",
+        help="feeds TOML file: its feeds (parsed now) and its [reference], [score], "
+        "[categorize] and [tenants.*] tables",
+    )
+    p.add_argument(
+        "--from-store",
+        action="store_true",
+        help="take the indicators from the store (run ingest first); --config then only "
+        "gives the condensing tables",
+    )
+    p.add_argument(
+        "--state", default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})"
+    )
+    p.add_argument("--store", help="store URL (default: sqlite file in --state)")
+    p.add_argument("--profile", required=True, help="firmware profile name or TOML path")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--keys", required=True, help="key directory made by keygen")
+    p.add_argument(
+        "--valid-hours", type=_valid_hours, default=168.0, help="list lifetime (default 168)"
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -360,27 +426,19 @@ def parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keygen)
 
     b = sub.add_parser("build", help="build a signed list for a profile from feeds or the store")
-    src = b.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="feeds TOML file (local sources, parsed now)")
-    src.add_argument(
-        "--from-store",
-        action="store_true",
-        help="build from the indicator store (run ingest first)",
-    )
-    b.add_argument(
-        "--state", default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})"
-    )
-    b.add_argument("--store", help="store URL (default: sqlite file in --state)")
-    b.add_argument("--profile", required=True, help="firmware profile name or TOML path")
-    b.add_argument("--tenant", required=True)
-    b.add_argument("--keys", required=True, help="key directory made by keygen")
+    _build_inputs(b)
     b.add_argument("--out", required=True, help="output directory for published lists")
-    b.add_argument(
-        "--valid-hours", type=_valid_hours, default=168.0, help="list lifetime (default 168)"
-    )
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.add_argument("--quiet", action="store_true", help="no per-feed lines")
     b.set_defaults(func=cmd_build)
+
+    e = sub.add_parser(
+        "explain", help="why an indicator is in or out of a tenant's list for a profile"
+    )
+    e.add_argument("indicator", help="a domain, host, URL, IP or CIDR")
+    _build_inputs(e)
+    e.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    e.set_defaults(func=cmd_explain, quiet=True)
 
     i = sub.add_parser("ingest", help="fetch, parse and store every feed of a config")
     i.add_argument("--config", required=True, help="feeds TOML file")

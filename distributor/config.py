@@ -57,6 +57,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .condense.settings import TOP_KEYS as CONDENSE_KEYS
+from .condense.settings import CondenseSettings, load_settings
 from .errors import ConfigError
 from .feeds import FORMATS
 from .feeds.base import MAX_FEED_BYTES, MiB, OptionError, OptionValue, type_name
@@ -77,7 +79,7 @@ DEFAULT_MAX_REJECTED_FRACTION = 0.2
 MAX_HEADER_VALUE_CHARS = 1024
 AUTH_TYPES = ("bearer", "basic", "header")
 
-_TOP_KEYS = frozenset({"defaults", "feed"})
+_TOP_KEYS = frozenset({"defaults", "feed"}) | CONDENSE_KEYS
 _DEFAULT_KEYS = frozenset({"confidence", "category", "fetch"})
 _FEED_KEYS = frozenset(
     {
@@ -225,6 +227,8 @@ class FeedSet:
 
     feeds: tuple[FeedConfig, ...]
     origin: str = "<memory>"
+    #: ``[reference]``, ``[score]``, ``[categorize]``, ``[tenants.*]`` (see condense.settings)
+    condense: CondenseSettings = field(default_factory=CondenseSettings)
 
     def __iter__(self) -> Iterator[FeedConfig]:
         return iter(self.feeds)
@@ -329,7 +333,8 @@ class _Loader:
         for key in data:
             if key not in _TOP_KEYS:
                 raise self._error(
-                    "unknown top-level key (expected [defaults] and [[feed]] tables)",
+                    "unknown top-level key (expected [defaults], [[feed]], [reference], "
+                    "[score], [categorize] and [tenants.NAME] tables)",
                     key=key,
                     span=top,
                     section=None,
@@ -354,7 +359,8 @@ class _Loader:
                 )
             first_seen[feed.name] = index
             feeds.append(feed)
-        return FeedSet(tuple(feeds), self.origin)
+        condense = load_settings(data, self.base_dir, self.origin)
+        return FeedSet(tuple(feeds), self.origin, condense)
 
     def _defaults(self, raw: object) -> dict[str, Any]:
         span = self._span(_DEFAULTS_HEADER, 0)

@@ -67,9 +67,23 @@ _REQUIRED = (
     "max_bytes",
     "sources",
 )
-_OPTIONAL = ("capacity", "pools", "notes")
+_OPTIONAL = ("capacity", "pools", "notes", "coarsen")
 _KEYS = frozenset(_REQUIRED + _OPTIONAL)
 _POOL_KEYS = frozenset({"types", "max_entries"})
+_COARSEN_KEYS = frozenset({"min_listed", "max_extra_addresses"})
+
+
+@dataclass(frozen=True, slots=True)
+class CoarsenPolicy:
+    """A false-positive budget: how far the condenser may widen hot addresses into a /24.
+
+    An operator's choice, not a device limit (so it needs no citation): at least
+    ``min_listed`` listed addresses of one /24 (or /48 for IPv6) may become that prefix, adding
+    at most ``max_extra_addresses`` unlisted addresses over the whole list.
+    """
+
+    min_listed: int
+    max_extra_addresses: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,8 @@ class FirmwareProfile:
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     notes: str = ""
     path: str = "<memory>"
+    #: None: never widen (no false-positive budget), the default.
+    coarsen: CoarsenPolicy | None = None
 
     def supports(self, kind: IndicatorType | str) -> bool:
         return kind in self.supported_types
@@ -263,7 +279,30 @@ class _ProfileLoader:
             sources=MappingProxyType(sources),
             notes=data.get("notes", ""),
             path=self.origin,
+            coarsen=self._coarsen(data["coarsen"]) if "coarsen" in data else None,
         )
+
+    def _coarsen(self, raw: object) -> CoarsenPolicy:
+        if not isinstance(raw, dict):
+            raise self.err(f"expected a table, got {type_name(raw)}", "coarsen")
+        for key in raw:
+            if key not in _COARSEN_KEYS:
+                allowed = ", ".join(sorted(_COARSEN_KEYS))
+                raise self.err(f"unknown key (allowed: {allowed})", f"coarsen.{key}")
+        for key in sorted(_COARSEN_KEYS):
+            if key not in raw:
+                raise self.err("missing required key", f"coarsen.{key}")
+        k = self._limit(raw["min_listed"], "coarsen.min_listed")
+        if not 2 <= k <= 256:
+            raise self.err(
+                f"must be 2..256 (listed addresses of a /24), got {k}", "coarsen.min_listed"
+            )
+        extra = raw["max_extra_addresses"]
+        if not isinstance(extra, int) or isinstance(extra, bool) or extra < 0:
+            raise self.err(
+                f"expected an integer >= 0, got {type_name(extra)}", "coarsen.max_extra_addresses"
+            )
+        return CoarsenPolicy(k, extra)
 
     def _types(self, raw: object, key: str) -> tuple[IndicatorType, ...]:
         if not isinstance(raw, list):

@@ -12,7 +12,7 @@ from blocklist.trust import TrustedListState, TrustPolicy
 from distributor import publish
 from distributor.cli import main
 from distributor.keys import KEYRING, ROOT_KEY, ROOT_PUB, SIGNING_KEY, SIGNING_PUB
-from distributor.profiles import profile_names
+from distributor.profiles import DEFAULT_PROFILE_DIR, profile_names
 from distributor.tokens import TokenStore, hash_token
 
 FEEDS_TOML = """\
@@ -137,7 +137,11 @@ def test_build_text_report(work: Path, keys: Path, capsys: pytest.CaptureFixture
         assert feed in out
     assert "never-read" not in out and "off (" not in out  # disabled feed
     assert "version 1" in out and "1 allow exceptions" in out
-    assert "dropped 4: covered by broader entry" in out
+    # the three names under tracker-co.com make it a dedicated domain: one entry covers them
+    assert "merged 3: collapsed into its dedicated domain" in out
+    assert "merged 1: aggregated into a covering CIDR (e.g. ip 45.9.148.10 (45.9.148.0/24))" in out
+    assert "registrable domains dedicated -> registrable: 3" in out
+    assert "estimated protection kept 100.0%" in out
 
     root = PublicKey.from_pem((keys / ROOT_PUB).read_bytes())
     state = TrustedListState([root], TrustPolicy(tenant="acme", profile="linux-sensor"))
@@ -185,6 +189,75 @@ def test_one_broken_feed_does_not_stop_the_build(
     broken = [f for f in report["feeds"] if f["feed"] == "phish"]
     assert len(broken) == 1 and "not found" in broken[0]["error"]
     assert "url" not in report["kept"]
+
+
+# --- explain ------------------------------------------------------------------------------
+
+
+def explain(work: Path, keys: Path, indicator: str, *extra: str) -> list[str]:
+    args = ["explain", indicator, "--config", str(work / "feeds.toml"), "--profile"]
+    return [*args, "linux-sensor", "--tenant", "acme", "--keys", str(keys), *extra]
+
+
+def test_explain_follows_an_indicator_into_its_entry(
+    work: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(explain(work, keys, "ads.tracker-co.com")) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("acme/linux-sensor: IN\n")
+    assert "BLOCK by entry domain tracker-co.com" in out
+    assert "host ads.tracker-co.com: in as domain tracker-co.com" in out
+    assert "category: dedicated, block registrable (registrable tracker-co.com)" in out
+    assert "- 3 listed hosts" in out and "priority " in out and "corroboration 0.75" in out
+    assert not (work / "out").exists()  # explain never publishes
+
+
+def test_explain_json_for_an_address_an_allow_entry_and_an_unknown_name(
+    work: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(explain(work, keys, "45.9.148.10", "--json")) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (finding,) = doc["findings"]
+    assert finding["as_entry"] == {"type": "cidr", "value": "45.9.148.0/24"}
+    assert finding["condensed"].startswith("aggregated into a covering CIDR")
+    assert 1 <= finding["score"]["priority"] <= 255
+
+    assert main(explain(work, keys, "ok.tracker-co.com", "--json")) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["allow_listed_as"] == [
+        {"type": "domain", "value": "ok.tracker-co.com", "sources": ["adb"]}
+    ]
+    assert doc["sensor_match"]["action"] == "ALLOW"
+
+    assert main(explain(work, keys, "phish.evil-domain.com", "--json")) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "not in any feed"
+    assert doc["sensor_match"]["entry"] == {"type": "domain", "value": "evil-domain.com"}
+
+
+def test_explain_names_the_budget_that_pushed_an_entry_out(
+    work: Path, keys: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    small = tmp_path / "tiny.toml"
+    text = (DEFAULT_PROFILE_DIR / "linux-sensor.toml").read_text()
+    small.write_text(
+        text.replace('name = "linux-sensor"', 'name = "tiny"').replace(
+            "max_entries = 1000000", "max_entries = 2"
+        )
+    )
+    args = explain(work, keys, "8.8.4.4", "--json")
+    args[args.index("linux-sensor")] = str(small)
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "out"
+    assert doc["findings"][0]["removed_by"] == "over total entry capacity"
+
+
+def test_explain_refuses_what_is_not_an_indicator(
+    work: Path, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = failed(capsys, main(explain(work, keys, "not a name!")))
+    assert "cannot read 'not a name!' as an indicator" in err
 
 
 # --- profiles, tokens ---------------------------------------------------------------------

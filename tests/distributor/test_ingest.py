@@ -2,8 +2,9 @@
 
 Real pieces only: feed files written here, a real aiohttp server on 127.0.0.1 (in its own
 thread, so that the in-process CLI, which runs its own event loop, can reach it too), a real
-medallion TAXII server, a SQLite store in ``tmp_path``, and the CLI as a subprocess killed
-with SIGKILL.
+medallion TAXII server, the store on SQLite (in ``tmp_path``) and on PostgreSQL (a throwaway
+cluster, see ``tests.pg``): every test taking ``st`` or ``store_url`` runs on each; and the
+CLI as a subprocess killed with SIGKILL (SQLite only: 300k rows).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +41,7 @@ from distributor.indicators import Indicator, IndicatorType
 from distributor.ingest import FeedOutcome, ingest_feeds
 from distributor.keys import ROOT_PUB
 from distributor.store import FeedState, Store
+from distributor.store.statements import VALUE_TOO_LONG
 
 from .test_taxii import PASSWORD, USER, Server, indicator
 
@@ -168,9 +170,10 @@ class State:
 
 
 @pytest.fixture
-def st(tmp_path: Path) -> Iterator[State]:
+def st(tmp_path: Path, store_url: str) -> Iterator[State]:
+    """A work directory and a store: a SQLite file or a PostgreSQL schema (``store_url``)."""
     (tmp_path / "state").mkdir()
-    with Store.open(str(tmp_path / "state" / STORE_FILE)) as store:
+    with Store.open(store_url) as store:
         yield State(tmp_path, store, FeedCache(tmp_path / "state" / "cache"))
 
 
@@ -305,12 +308,14 @@ async def test_a_second_run_of_unchanged_feeds_parses_nothing(
     assert ("url", "http://new.example/x") in st.active(T0 + 2 * HOUR)["urlhaus"]
 
 
-async def test_a_new_store_takes_the_cached_copy(st: State, tmp_path: Path) -> None:
+async def test_a_new_store_takes_the_cached_copy(
+    st: State, new_store_url: Callable[[], str]
+) -> None:
     """The cache says "unchanged", the store never saw the feed: it is written anyway."""
     st.write("dom.txt", DOMAINS)
     feeds = st.feeds(DOM_FEED)
     await st.ingest(feeds)
-    with Store.open(str(tmp_path / "other.db")) as fresh:
+    with Store.open(new_store_url()) as fresh:
         other = State(st.root, fresh, st.cache)
         out = await other.ingest(feeds, now=T0 + HOUR)
         assert out["dom"].status in ("ingested", "unchanged")
@@ -318,13 +323,13 @@ async def test_a_new_store_takes_the_cached_copy(st: State, tmp_path: Path) -> N
 
 
 async def test_a_new_store_takes_the_last_good_copy_of_a_failing_feed(
-    st: State, origin: Origin, tmp_path: Path
+    st: State, origin: Origin, new_store_url: Callable[[], str]
 ) -> None:
     origin.bodies["/urlhaus.csv"] = URLHAUS
     feeds = st.feeds(URLHAUS_FEED.format(url=origin.url))
     await st.ingest(feeds)
     del origin.bodies["/urlhaus.csv"]
-    with Store.open(str(tmp_path / "other.db")) as fresh:
+    with Store.open(new_store_url()) as fresh:
         other = State(st.root, fresh, st.cache)
         out = await other.ingest(feeds, now=T0 + HOUR)
         assert out["urlhaus"].status == "failed" and "HTTP 404" in out["urlhaus"].reason
@@ -369,6 +374,21 @@ async def test_an_unchanged_check_overtaken_by_another_ingest_writes_nothing(
     assert out["dom"].status == "failed" and "changed during this ingest" in out["dom"].reason
     state = st.state_of("dom")
     assert (state.content_sha256, state.indicator_count) == ("0" * 64, 1)  # not emptied
+
+
+async def test_what_the_store_cannot_keep_is_counted_with_the_feed(
+    st: State, origin: Origin
+) -> None:
+    """A URL the parser accepts (up to 16 KiB) but too long for the store's index: refused
+    by the store, counted among the feed's rejections; the rest of the feed is stored.
+    """
+    long_url = "http://bad.example.net/" + "a" * 3000
+    origin.bodies["/urlhaus.csv"] = urlhaus("http://bad.example.net/a.sh", long_url)
+    out = await st.ingest(st.feeds(URLHAUS_FEED.format(url=origin.url)))
+    d = out["urlhaus"].to_dict()
+    assert (d["status"], d["accepted"], d["new"]) == ("ingested", 2, 1)
+    assert d["rejected"] == {f"store: {VALUE_TOO_LONG}": 1}
+    assert st.active() == {"urlhaus": {("url", "http://bad.example.net/a.sh")}}
 
 
 # --- 3: quarantine ----------------------------------------------------------------------
@@ -627,7 +647,10 @@ def test_cli_ingest_then_build_from_store(
     keys: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    store_url: str,
 ) -> None:
+    # SQLite: the default store, a file in --state; PostgreSQL: --store URL
+    at = [] if store_url.startswith("sqlite") else ["--store", store_url]
     work = tmp_path / "work"
     work.mkdir()
     (work / "dom.txt").write_text(DOMAINS)
@@ -635,7 +658,7 @@ def test_cli_ingest_then_build_from_store(
     origin.bodies["/urlhaus.csv"] = URLHAUS
     (work / "feeds.toml").write_text(four_feeds(origin))
     monkeypatch.chdir(tmp_path)  # relative paths, as an operator types them
-    base = ["ingest", "--config", "work/feeds.toml", "--state", "state"]
+    base = ["ingest", "--config", "work/feeds.toml", "--state", "state", *at]
     names = ["dom", "drop", "urlhaus", "gone"]
     columns = ["read", "accepted", "new", "updated", "expired"]
 
@@ -666,7 +689,7 @@ def test_cli_ingest_then_build_from_store(
     out, err = capsys.readouterr()
     assert "no feed named nope" in err and out == ""
 
-    build = ["build", "--from-store", "--state", "state", "--profile", "linux-sensor"]
+    build = ["build", "--from-store", "--state", "state", *at, "--profile", "linux-sensor"]
     build += ["--tenant", "t", "--keys", str(keys), "--out", "out"]
     assert main(build) == 0
     out, _ = capsys.readouterr()
@@ -676,9 +699,12 @@ def test_cli_ingest_then_build_from_store(
     trust = TrustedListState([root], TrustPolicy(tenant="t", profile="linux-sensor"))
     entries = trust.update(bundle.read_bytes()).blocklist.entries
     published = {(e.type.label, e.value) for e in entries}
-    with Store.open(str(tmp_path / "state" / STORE_FILE)) as store:
+    with Store.open(store_url if at else str(tmp_path / "state" / STORE_FILE)) as store:
         stored = {(str(a.type), a.value) for a in store.active(datetime.now(UTC))}
-    assert published == stored == set().union(*EXPECTED.values())
+    assert stored == set().union(*EXPECTED.values())
+    # ten listed hosts under one unpopular registrable domain: it is blocked once, whole
+    condensed = (stored - EXPECTED["dom"]) | {("domain", "example.com")}
+    assert published == condensed
 
 
 def test_cli_build_from_a_missing_store_is_an_error(

@@ -111,6 +111,15 @@ def test_base_profile_is_valid() -> None:
     assert p.sources["capacity.domain"] == "Vendor Guide 1.0, Domains"
 
 
+def test_a_false_positive_budget_is_opt_in() -> None:
+    assert profile_from_toml_text(BASE, "t.toml").coarsen is None
+    p = profile_from_toml_text(
+        BASE + "[coarsen]\nmin_listed = 8\nmax_extra_addresses = 4096\n", "t.toml"
+    )
+    assert p.coarsen is not None
+    assert (p.coarsen.min_listed, p.coarsen.max_extra_addresses) == (8, 4096)
+
+
 def _replace(old: str, new: str) -> str:
     assert old in BASE
     return BASE.replace(old, new, 1)
@@ -120,6 +129,19 @@ def _replace(old: str, new: str) -> str:
     ("text", "key", "words"),
     [
         (BASE + 'colour = "red"\n', "sources.colour", ["does not set"]),
+        (
+            BASE + "[coarsen]\nmin_listed = 1\nmax_extra_addresses = 0\n",
+            "coarsen.min_listed",
+            ["2..256"],
+        ),
+        (BASE + "[coarsen]\nmin_listed = 8\n", "coarsen.max_extra_addresses", ["missing"]),
+        (
+            BASE + "[coarsen]\nmin_listed = 8\nmax_extra_addresses = -1\n",
+            "coarsen.max_extra_addresses",
+            [">= 0"],
+        ),
+        (BASE + "[coarsen]\nk = 8\n", "coarsen.k", ["unknown key"]),
+        (BASE + "coarsen = 3\n", "sources.coarsen", ["does not set"]),
         ('colour = "red"\n' + BASE, "colour", ["unknown key"]),
         (_replace('model = "M"\n', ""), "model", ["missing required key"]),
         (_replace("max_bytes = 100000\n", ""), "max_bytes", ["missing required key"]),

@@ -1,0 +1,433 @@
+"""The condenser: from the feed union to scored candidate entries, each decision recorded.
+
+``Condenser`` holds what is loaded once per build (reference data, the DGA model trained
+from the configured samples, the typosquat index, the tenant's allow-list, the scorer);
+``Condenser.run`` turns the union's block and allow maps into candidates for
+``build.select``:
+
+1. names: the union's domains, hosts and URLs are grouped by registrable domain and each group
+   is blocked as the categorizer decides (ADR 0002): one DOMAIN entry for a dedicated domain
+   (it absorbs every listed name below it), the listed hosts one by one under an abused
+   service (a DOMAIN entry below a popular domain becomes a HOST entry; a shared host such as
+   ``drive.google.com`` is never blocked, only URLs on it), or URLs only;
+2. addresses: IPs and CIDRs minus the allow ranges (CDN/cloud, reserved, the tenant's),
+   aggregated into the fewest CIDRs covering exactly the same set, then, only under the
+   profile's false-positive budget, hot /24s coarsened;
+3. score: every candidate gets its priority from ``score.Scorer`` (breadth = how many union
+   indicators it stands for).
+
+Everything removed is counted in ``Drops`` under a reason that names the list or rule that
+removed it; for the keys in ``watch`` (``explain``) the fate is kept verbatim.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from blocklist.errors import InvalidIndicator
+from blocklist.names import registrable_domain, split_url
+
+from ..build import Drops, Key, Merged
+from ..indicators import IndicatorType
+from ..profiles import CoarsenPolicy
+from . import ipagg
+from .allowlist import AllowReport, load_allow_files
+from .categorize import CategorizeConfig, Categorizer, DomainDecision
+from .dga import DgaModel, evaluate, load_samples, split
+from .reference import AllowRange, ReferenceConfig, ReferenceData
+from .score import Score, Scorer, Signals
+from .settings import CondenseSettings
+from .typosquat import TyposquatIndex
+
+#: Drop reasons that mean "now part of another entry", not "left out" (reports say merged).
+MERGED_REASONS = frozenset(
+    {
+        "collapsed into its dedicated domain",
+        "widened to its dedicated domain",
+        "abused service: exact host instead of domain",
+        "aggregated into a covering CIDR",
+    }
+)
+_NAMES = (IndicatorType.DOMAIN, IndicatorType.HOST, IndicatorType.URL)
+_ADDRESSES = (IndicatorType.IP, IndicatorType.CIDR)
+_RECENCY_BUCKET_SECONDS = 3600  # scores are cached per hour of last-seen: plenty of precision
+
+
+@lru_cache(maxsize=1 << 20)
+def _registrable(host: str) -> str | None:
+    try:
+        return registrable_domain(host)
+    except InvalidIndicator:
+        return None
+
+
+def _host_of(m: Merged) -> str:
+    if m.type is IndicatorType.URL:
+        return split_url(m.value)[1]
+    return m.value
+
+
+@dataclass
+class Condensed:
+    """What ``build.select`` takes, plus everything the report and ``explain`` need."""
+
+    candidates: dict[Key, Merged]
+    allow: dict[Key, Merged]
+    drops: Drops
+    #: union key -> the candidate key it now travels as (only for watched keys)
+    routes: dict[Key, Key] = field(default_factory=dict)
+    #: registrable -> decision (only for watched keys' registrables)
+    decisions: dict[str, DomainDecision] = field(default_factory=dict)
+    scores: dict[Key, Score] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    #: allow list -> listed addresses it took out (partly allowed prefixes included)
+    removed_addresses: Counter[str] = field(default_factory=Counter)
+
+
+class Condenser:
+    """What is loaded once (reference data, DGA model, typosquat index) and shared by every
+    list built at ``now``; ``run`` condenses one tenant's list for one profile."""
+
+    def __init__(
+        self,
+        settings: CondenseSettings,
+        *,
+        now: datetime,
+        has_sightings: bool = False,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.settings = settings
+        self.now = now
+        self.notes: list[str] = []
+        self.timings: dict[str, float] = {}
+        ref = settings.reference
+        self.reference = ReferenceData.load(
+            ReferenceConfig(
+                top_sites=ref.top_sites,
+                warninglists=ref.warninglists,
+                org_ranges=ref.org_ranges,
+                top_n=ref.top_n,
+            )
+        )
+        self.notes += self.reference.notes
+        self.timings["reference"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        self.dga: DgaModel | None = None
+        self.dga_report: dict[str, Any] = {}
+        if ref.dga_samples is not None:
+            samples = load_samples(ref.dga_samples)
+            train, test = split(samples)
+            held_out = evaluate(DgaModel.train(train), test)
+            self.dga = DgaModel.train(samples)
+            self.dga_report = {
+                "samples": len(samples),
+                "threshold": round(self.dga.threshold, 4),
+                "held_out": {
+                    "n": held_out.n,
+                    "accuracy": round(held_out.accuracy, 4),
+                    "precision": round(held_out.precision, 4),
+                    "recall": round(held_out.recall, 4),
+                    "false_positive_rate": round(held_out.false_positive_rate, 4),
+                },
+            }
+        self.timings["dga"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        popular = self.reference.popular_domains()
+        self.typosquat = (
+            TyposquatIndex(popular, max_targets=min(ref.top_n, len(popular)) or 1)
+            if popular
+            else None
+        )
+        self.timings["typosquat"] = time.perf_counter() - t2
+        self.categorizer = Categorizer(
+            self.reference,
+            self.dga,
+            self.typosquat,
+            CategorizeConfig(
+                dga_threshold=settings.categorize.dga_threshold,
+                many_hosts=settings.categorize.many_hosts,
+            ),
+        )
+        self.notes += self.categorizer.notes
+        self.scorer = Scorer(settings.score, now=now, has_sightings=has_sightings)
+        self.timings["setup"] = time.perf_counter() - t0
+
+    # --- the run ---------------------------------------------------------------------
+
+    def run(
+        self,
+        block: dict[Key, Merged],
+        allow: dict[Key, Merged],
+        *,
+        tenant: str,
+        coarsen: CoarsenPolicy | None = None,
+        watch: Collection[Key] = (),
+        sightings: dict[Key, int] | None = None,
+    ) -> Condensed:
+        """Condense one list; ``coarsen`` is the profile's false-positive budget (None: none)."""
+        watched = frozenset(watch)
+        drops = Drops(watch=watched)
+        allow = dict(allow)
+        tenant_allow, allow_report = load_allow_files(tenant, self.settings.allow_files(tenant))
+        tenant_ranges = [
+            AllowRange(ipaddress.ip_network(i.value, strict=False), i.source, "tenant")
+            for i in tenant_allow
+            if i.type in _ADDRESSES
+        ]
+        for ind in tenant_allow:
+            if ind.type in _ADDRESSES:
+                continue  # subtracted as ranges below
+            m = allow.get(ind.key)
+            if m is None:
+                m = allow[ind.key] = Merged(ind.type, ind.value)
+            m.add(ind, ind.source)
+        out = Condensed({}, allow, drops)
+        t0 = time.perf_counter()
+        names = [m for m in block.values() if m.type in _NAMES]
+        addresses = [m for m in block.values() if m.type in _ADDRESSES]
+        decided = self._names(names, out, watched)
+        t1 = time.perf_counter()
+        coarsened = self._addresses(addresses, out, watched, tenant_ranges, coarsen)
+        t2 = time.perf_counter()
+        self._score(out, sightings or {}, watched)
+        t3 = time.perf_counter()
+        mass = sum(m.priority * m.covered for m in out.candidates.values())
+        out.report = {
+            "union_block_entries": len(block),
+            "candidates": len(out.candidates),
+            "candidates_per_type": dict(
+                sorted(Counter(k[0].value for k in out.candidates).items())
+            ),
+            "candidate_score_mass": mass,
+            "domain_decisions": dict(sorted(decided.items())),
+            "coarsened": coarsened,
+            "removed_before_selection": dict(drops.counts),
+            "addresses_removed_by_allow_list": dict(out.removed_addresses.most_common()),
+            "reference": self.reference.counts(),
+            "reference_notes": list(self.notes),
+            "dga": self.dga_report or None,
+            "tenant_allow": {
+                "tenant": tenant,
+                "entries": allow_report.accepted,
+                "rejected": dict(allow_report.rejected),
+            },
+            "seconds": {
+                **{k: round(v, 3) for k, v in self.timings.items()},
+                "names": round(t1 - t0, 3),
+                "addresses": round(t2 - t1, 3),
+                "score": round(t3 - t2, 3),
+            },
+        }
+        return out
+
+    # --- 1. names ----------------------------------------------------------------------
+
+    def _names(self, names: list[Merged], out: Condensed, watched: frozenset[Key]) -> Counter[str]:
+        groups: dict[str, list[Merged]] = defaultdict(list)
+        decided: Counter[str] = Counter()
+        for m in names:
+            host = _host_of(m)
+            reg = _registrable(host)
+            if reg is None:  # an IP literal host or a public suffix: nothing to group
+                out.candidates[m.key] = m
+                self._route(out, m.key, m.key, watched)
+                continue
+            groups[reg].append(m)
+        for reg in sorted(groups):
+            members = groups[reg]
+            listed = [m.value for m in members if m.type is not IndicatorType.URL]
+            url_hosts = [_host_of(m) for m in members if m.type is IndicatorType.URL]
+            types = {m.type.value for m in members}
+            d = self.categorizer.decide(reg, listed, types, url_hosts)
+            decided[f"{d.kind} -> {d.unit}"] += 1
+            if watched and any(m.key in watched for m in members):
+                out.decisions[reg] = d
+            why = "; ".join(d.reasons)
+            if d.unit == "registrable":
+                key: Key = (IndicatorType.DOMAIN, reg)
+                head = next((m for m in members if m.key == key), None)
+                if head is None:
+                    head = Merged(IndicatorType.DOMAIN, reg, covered=0)
+                for m in members:
+                    if m is not head:
+                        head.absorb(m)
+                        reason = (
+                            "widened to its dedicated domain"
+                            if m.value == reg
+                            else "collapsed into its dedicated domain"
+                        )
+                        out.drops.add(reason, m, f"{reg}: {why}")
+                    self._route(out, m.key, key, watched)
+                out.candidates[key] = head
+                continue
+            url_only = set(d.url_only_hosts)
+            for m in members:
+                if m.type is IndicatorType.URL:
+                    out.candidates[m.key] = m
+                    self._route(out, m.key, m.key, watched)
+                elif d.unit == "url" or m.value in url_only:
+                    shared = self.categorizer.shared_host_reason(m.value)
+                    out.drops.add(
+                        "shared or popular host: only URLs on it can be blocked",
+                        m,
+                        shared or why,
+                    )
+                elif m.type is IndicatorType.DOMAIN:
+                    # under an abused service: the exact host, never the names below it
+                    host_key: Key = (IndicatorType.HOST, m.value)
+                    target = out.candidates.get(host_key)
+                    if target is None:
+                        target = Merged(IndicatorType.HOST, m.value, covered=0)
+                        out.candidates[host_key] = target
+                    target.absorb(m)
+                    out.drops.add("abused service: exact host instead of domain", m, why)
+                    self._route(out, m.key, host_key, watched)
+                else:
+                    existing = out.candidates.get(m.key)
+                    if existing is None:
+                        out.candidates[m.key] = m
+                    elif existing is not m:
+                        existing.absorb(m)
+                    self._route(out, m.key, m.key, watched)
+        return decided
+
+    @staticmethod
+    def _route(out: Condensed, key: Key, to: Key, watched: frozenset[Key]) -> None:
+        if watched and key in watched:
+            out.routes[key] = to
+
+    # --- 2. addresses --------------------------------------------------------------------
+
+    def _addresses(
+        self,
+        members: list[Merged],
+        out: Condensed,
+        watched: frozenset[Key],
+        tenant_ranges: list[AllowRange],
+        coarsen: CoarsenPolicy | None,
+    ) -> list[str]:
+        if not members:
+            return []
+        members.sort(key=lambda m: (m.type.value, m.value))
+        parsed = ipagg.from_text([m.value for m in members])
+        for rejected in parsed.rejected:
+            out.drops.add(f"bad address: {rejected.reason}", members[rejected.index])
+        allow_ranges = [*self.reference.allow_ranges(), *tenant_ranges]
+        index = ipagg.AllowIndex.build(allow_ranges)
+        # aggregate first (columns, no object per input), then subtract: a removal still
+        # names every indicator it took out through its members
+        kept, removals = ipagg.subtract(ipagg.aggregate(parsed), index)
+        # one count per removed indicator, under the first list that covers it (by name);
+        # the detail names every list that does
+        by_member: dict[int, list[ipagg.Removal]] = defaultdict(list)
+        for r in removals:
+            for i in r.item.members:
+                by_member[i].append(r)
+        for i, rs in sorted(by_member.items()):
+            m = members[i]
+            lists = ", ".join(sorted({r.list_name for r in rs}))
+            if rs[0].item_removed:
+                out.drops.add(
+                    f"allow-listed by {rs[0].list_name}", m, f"{rs[0].describe()}; lists: {lists}"
+                )
+            elif watched and m.key in watched:
+                out.drops.fates[m.key] = "partly allow-listed: " + "; ".join(
+                    r.describe() for r in rs
+                )
+        for r in removals:
+            out.removed_addresses[r.list_name] += r.addresses
+        cidrs = kept
+        decisions: list[str] = []
+        if coarsen is not None:
+            cidrs, coarsenings = ipagg.coarsen(
+                cidrs,
+                k=coarsen.min_listed,
+                prefix_v6=None,  # raw IPv6 address counts make k-of-N meaningless there
+                forbidden=index,
+                max_extra_addresses=coarsen.max_extra_addresses,
+            )
+            decisions = [c.describe() for c in coarsenings]
+        for item in cidrs:
+            typ = IndicatorType.IP if item.size == 1 else IndicatorType.CIDR
+            value = item.text()
+            key: Key = (typ, value)
+            single = len(item.members) == 1 and members[item.members[0]].key == key
+            if single:
+                head = members[item.members[0]]
+            else:
+                head = Merged(typ, value, covered=0)
+                for i in item.members:
+                    head.absorb(members[i])
+            out.candidates[key] = head
+            for i in item.members:
+                m = members[i]
+                if m is not head and m.key != key:
+                    out.drops.add("aggregated into a covering CIDR", m, value)
+                self._route(out, m.key, key, watched)
+        return decisions
+
+    # --- 3. score --------------------------------------------------------------------------
+
+    def _score(self, out: Condensed, sightings: dict[Key, int], watched: frozenset[Key]) -> None:
+        cache: dict[tuple[Any, ...], Score] = {}
+        score = self.scorer.score
+        wanted = {out.routes.get(k, k) for k in watched}
+        for key, m in out.candidates.items():
+            seen = m.last_seen
+            bucket = None if seen is None else int(seen.timestamp()) // _RECENCY_BUCKET_SECONDS
+            hits = sightings.get(key, 0)
+            ck = (len(m.vendors), m.confidence, m.category, bucket, m.covered, hits, m.statuses)
+            s = cache.get(ck)
+            if s is None:
+                s = cache[ck] = score(
+                    Signals(
+                        len(m.vendors),
+                        m.confidence,
+                        m.category,
+                        seen,
+                        max(1, m.covered),
+                        hits,
+                        m.statuses,
+                    )
+                )
+            m.priority = s.priority
+            if key in wanted:
+                out.scores[key] = s
+
+
+def union_keys_for(text: str) -> list[Key]:
+    """Every union key an operator's ``explain`` argument can mean (name: domain or host)."""
+    from blocklist.names import (
+        classify,
+        normalize_cidr,
+        normalize_domain,
+        normalize_ip,
+        normalize_url,
+    )
+
+    kind = classify(text)
+    if kind == "url":
+        return [(IndicatorType.URL, normalize_url(text, allow_internal=True))]
+    if kind == "cidr":
+        return [(IndicatorType.CIDR, normalize_cidr(text, allow_internal=True))]
+    if kind == "ip":
+        ip = normalize_ip(text, allow_internal=True)
+        return [(IndicatorType.IP, ip)]
+    name = normalize_domain(text, allow_public_suffix=True)
+    return [(IndicatorType.DOMAIN, name), (IndicatorType.HOST, name)]
+
+
+def watch_list(keys: Iterable[Key]) -> frozenset[Key]:
+    return frozenset(keys)
+
+
+__all__ = ["AllowReport", "Condensed", "Condenser", "union_keys_for", "watch_list"]
