@@ -558,12 +558,14 @@ _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 # that need no percent-encoding (no '%', no '#', no userinfo, no backslash, no blanks).
 # ``normalize_url`` then only has to drop a default port, supply an empty path and drop an
 # empty query; anything else (dot segments included) takes the general path.
+# The repeats are possessive (``*+``): what follows each can never start with what it repeats,
+# so giving characters back could not make a match, only make a failure slower.
 _canonical_url: Final = re.compile(
     r"(https?|ftp)://"
-    rf"(?:((?:[a-z0-9_-]{{1,63}}\.)*[a-z_-][a-z0-9_-]{{0,62}})|(({_OCTET})(?:\.{_OCTET}){{3}}))"
-    r"(?::([1-9][0-9]{0,4}))?"
-    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?"
-    r"(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?]*))?"
+    rf"(?:((?:[a-z0-9_-]{{1,63}}+\.)*[a-z_-][a-z0-9_-]{{0,62}}+)|(({_OCTET})(?:\.{_OCTET}){{3}}))"
+    r"(?::([1-9][0-9]{0,4}+))?"
+    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*+)?"
+    r"(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?]*+))?"
 ).fullmatch
 
 

@@ -35,16 +35,24 @@ SOA and NS records at the apex, directives and continuation lines count as comme
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from blocklist.errors import InvalidIndicator
 from blocklist.names import normalize_domain
 
 from ..indicators import Indicator, IndicatorType
 from . import ipcidr
-from .base import Collector, FeedFormat, OptionSpec, ParseReport, clean_lines, option_str
+from .base import (
+    MAX_LINE_CHARS,
+    Collector,
+    FeedFormat,
+    OptionSpec,
+    ParseReport,
+    clean_line,
+    option_str,
+    pauses_gc,
+)
 
 if TYPE_CHECKING:
     from ..config import FeedConfig
@@ -74,17 +82,24 @@ _ACTIONS = {
 }
 
 
-@dataclass(slots=True)
-class _Trigger:
-    """What the records of one QNAME trigger said: lines of the exact name and the wildcard."""
-
-    exact_line: int = 0
-    wild_line: int = 0
-    tags: dict[str, None] = field(default_factory=dict)
-
-    @property
-    def first_line(self) -> int:
-        return min(n for n in (self.exact_line, self.wild_line) if n)
+#: What the records of one QNAME trigger said, by (name, allow): ``[exact_line, wild_line,
+#: tags]``, the lines (0: none yet) of the exact name and of its wildcard, and the actions'
+#: tags in the order first seen. A list rather than an object: one per trigger, and a zone
+#: is mostly triggers.
+_Trigger = list[Any]
+_EXACT, _WILD, _TAGS = 0, 1, 2
+#: The one-line record nearly every published zone is made of, ``name CNAME <action>``,
+#: answered without the generic record reader when the owner is a plain name (ASCII name
+#: characters, an optional ``*.``): no comment, parenthesis or directive can be in the line.
+_PLAIN_OWNER_RE = re.compile(r"(?:\*\.)?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+#: Actions whose target needs no origin, case folding or comparison with the trigger.
+_PLAIN_ACTIONS = {
+    ".": ("rpz:nxdomain", False),
+    "*.": ("rpz:nodata", False),
+    "rpz-drop.": ("rpz:drop", False),
+    "rpz-passthru.": ("rpz:passthru", True),
+}
+_INDENT = (" ", "\t")
 
 
 class _Zone:
@@ -145,30 +160,77 @@ def _absolute(name: str) -> str:
     return name if name.endswith(".") else name + "."
 
 
-def _records(
-    lines: Iterable[str], report: ParseReport
-) -> Iterator[tuple[int, str, bool, list[str]]]:
-    """``(line_no, text, owner_omitted, tokens)`` of each record or directive.
-
-    Parenthesized groups are joined; their continuation lines count as comments.
-    """
-    indented = False
-
-    def mark(raw: Iterable[str]) -> Iterator[str]:
-        nonlocal indented
-        for line in raw:
-            indented = line[:1] in (" ", "\t")
-            yield line
-
+@pauses_gc
+def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
+    out = Collector(feed, "rpz")
+    report = out.report
+    zone = _Zone(option_str(feed, OPTIONS, "zone"))
+    internal = feed.internal
+    # (name, allow) -> _Trigger; QNAME triggers are emitted after the whole file is read so
+    # that a name and its wildcard, wherever they are, become one DOMAIN entry.
+    triggers: dict[tuple[str, bool], _Trigger] = {}
+    plain_owner = _PLAIN_OWNER_RE.fullmatch
+    plain_actions = _PLAIN_ACTIONS
+    indent = _INDENT
+    max_chars = MAX_LINE_CHARS
+    # A parenthesized record being joined: its lines, first line, and whether it is indented
+    # (then the owner is omitted: the previous record's).
     group: list[str] = []
-    group_start = 0
+    group_start = depth = line_no = 0
     group_indented = False
-    depth = 0
-    for line_no, line in clean_lines(
-        mark(lines), report, comment_prefixes=(";",), inline_comments=";", inline_needs_space=False
-    ):
+    for line_no, raw in enumerate(lines, 1):
         if not group:
-            group_start, group_indented = line_no, indented
+            tokens = raw.split()
+            if (
+                len(tokens) == 3
+                and tokens[1] == "CNAME"
+                and tokens[2] in plain_actions
+                and raw[:1] not in indent
+                and len(raw) <= max_chars
+                and plain_owner(tokens[0]) is not None
+            ):
+                # What the generic path below makes of this line, without its steps: the
+                # line is its own record (nothing to strip, cut or join), the type is CNAME,
+                # the action a fixed one.
+                owner = tokens[0]
+                zone.owner = owner
+                if zone.origin is None and owner[-1] != ".":
+                    trigger = owner  # relative, no origin: the name as written
+                else:
+                    found = zone.trigger(owner)
+                    if not found:  # outside the zone, or the apex: the generic path says so
+                        _record(out, zone, triggers, internal, line_no, raw.strip(), tokens)
+                        continue
+                    trigger = found
+                tag, allow = plain_actions[tokens[2]]
+                if "*" in trigger or "rpz-" in trigger:  # a wildcard, an IP or other trigger
+                    _trigger(out, triggers, internal, line_no, raw.strip(), trigger, tag, allow)
+                    continue
+                # ... and ``_trigger`` for an exact name
+                try:
+                    value = normalize_domain(trigger)
+                except InvalidIndicator as e:
+                    out.reject(e.reason, line_no, raw.strip())
+                    continue
+                key = (value, allow)
+                entry = triggers.get(key)
+                if entry is None:
+                    triggers[key] = [line_no, 0, (tag,)]
+                else:
+                    _seen_again(out, entry, _EXACT, line_no, tag)
+                continue
+        line = clean_line(
+            raw,
+            line_no,
+            report,
+            comment_prefixes=(";",),
+            inline_comments=";",
+            inline_needs_space=False,
+        )
+        if line is None:
+            continue
+        if not group:
+            group_start, group_indented = line_no, raw[:1] in indent
         else:
             report.comments += 1  # a continuation line: its record is counted once
         group.append(line)
@@ -185,55 +247,57 @@ def _records(
         if not tokens:
             report.reject("empty record", group_start, text)
             continue
-        yield group_start, text, group_indented, tokens
+        if group_indented and not tokens[0].startswith("$"):
+            if zone.owner is None:
+                out.reject("no owner name", group_start, text)
+                continue
+            tokens.insert(0, zone.owner)
+        _record(out, zone, triggers, internal, group_start, text, tokens)
     if group:
         report.reject("unbalanced parentheses", group_start, " ".join(group))
-
-
-def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
-    out = Collector(feed, "rpz")
-    zone = _Zone(option_str(feed, OPTIONS, "zone"))
-    # (name, allow) -> lines; QNAME triggers are emitted after the whole file is read so that a
-    # name and its wildcard, wherever they are, become one DOMAIN entry.
-    triggers: dict[tuple[str, bool], _Trigger] = {}
-    for line_no, text, omitted, tokens in _records(lines, out.report):
-        if tokens[0].startswith("$"):
-            _directive(out, zone, line_no, text, tokens)
-            continue
-        if omitted:
-            if zone.owner is None:
-                out.reject("no owner name", line_no, text)
-                continue
-            owner = zone.owner
-        else:
-            owner, tokens = tokens[0], tokens[1:]
-            zone.owner = owner
-        rtype, rdata = _type_and_rdata(tokens)
-        if rtype is None:
-            out.reject("no record type", line_no, text)
-            continue
-        if rtype == "SOA":
-            zone.set_soa(owner)
-            out.report.comments += 1
-            continue
-        trigger = zone.trigger(owner)
-        if trigger is None:
-            out.reject("name outside the zone", line_no, text)
-            continue
-        if trigger == "":
-            if rtype == "NS":
-                out.report.comments += 1
-            else:
-                out.reject("record at the zone apex", line_no, text)
-            continue
-        action = _action(zone, trigger, rtype, rdata)
-        if isinstance(action, str):
-            out.reject(action, line_no, text)
-            continue
-        tag, allow = action
-        _trigger(out, triggers, feed.internal, line_no, text, trigger, tag, allow)
+    report.lines_read += line_no
     _emit(out, triggers)
     return out.result()
+
+
+def _record(
+    out: Collector,
+    zone: _Zone,
+    triggers: dict[tuple[str, bool], _Trigger],
+    internal: bool,
+    line_no: int,
+    text: str,
+    tokens: list[str],
+) -> None:
+    """One record or directive; ``tokens`` start with the owner (supplied when omitted)."""
+    if tokens[0].startswith("$"):
+        _directive(out, zone, line_no, text, tokens)
+        return
+    owner = zone.owner = tokens[0]
+    rtype, rdata = _type_and_rdata(tokens[1:])
+    if rtype is None:
+        out.reject("no record type", line_no, text)
+        return
+    if rtype == "SOA":
+        zone.set_soa(owner)
+        out.report.comments += 1
+        return
+    trigger = zone.trigger(owner)
+    if trigger is None:
+        out.reject("name outside the zone", line_no, text)
+        return
+    if trigger == "":
+        if rtype == "NS":
+            out.report.comments += 1
+        else:
+            out.reject("record at the zone apex", line_no, text)
+        return
+    action = _action(zone, trigger, rtype, rdata)
+    if isinstance(action, str):
+        out.reject(action, line_no, text)
+        return
+    tag, allow = action
+    _trigger(out, triggers, internal, line_no, text, trigger, tag, allow)
 
 
 def _directive(out: Collector, zone: _Zone, line_no: int, text: str, tokens: list[str]) -> None:
@@ -301,21 +365,24 @@ def _trigger(
     tag: str,
     allow: bool,
 ) -> None:
-    labels = trigger.split(".")
-    last = labels[-1]
-    if last in _SKIPPED_TRIGGERS:
-        out.reject(_SKIPPED_TRIGGERS[last], line_no, text)
-        return
-    if last == "rpz-ip":
-        try:
-            kind, value = ipcidr.to_indicator(_rpz_ip(trigger, labels[:-1]), internal)
-        except InvalidIndicator as e:
-            out.reject(e.reason, line_no, text)
+    if "rpz-" in trigger:  # (every special trigger's last label has it)
+        last = trigger.rpartition(".")[2]
+        if last in _SKIPPED_TRIGGERS:
+            out.reject(_SKIPPED_TRIGGERS[last], line_no, text)
             return
-        out.add(kind, value, line_no, allow=allow, tags=(tag,))
-        return
-    wildcard = labels[0] == "*"
-    name = ".".join(labels[1:]) if wildcard else trigger
+        if last == "rpz-ip":
+            try:
+                kind, value = ipcidr.to_indicator(
+                    _rpz_ip(trigger, trigger.split(".")[:-1]), internal
+                )
+            except InvalidIndicator as e:
+                out.reject(e.reason, line_no, text)
+                return
+            out.add(kind, value, line_no, allow=allow, tags=(tag,))
+            return
+    # labels[0] == "*" of the labels split at the dots: the name itself or "*.name"
+    wildcard = trigger == "*" or trigger.startswith("*.")
+    name = trigger[2:] if wildcard else trigger
     if "*" in name:
         out.reject("misplaced wildcard", line_no, text)
         return
@@ -324,18 +391,23 @@ def _trigger(
     except InvalidIndicator as e:
         out.reject(e.reason, line_no, text)
         return
-    entry = triggers.setdefault((value, allow), _Trigger())
-    if wildcard:
-        if entry.wild_line:
-            out.report.duplicates += 1
-            return
-        entry.wild_line = line_no
+    key = (value, allow)
+    entry = triggers.get(key)
+    if entry is None:
+        triggers[key] = [0, line_no, (tag,)] if wildcard else [line_no, 0, (tag,)]
     else:
-        if entry.exact_line:
-            out.report.duplicates += 1  # another record (A and AAAA ...) of the same trigger
-            return
-        entry.exact_line = line_no
-    entry.tags.setdefault(tag, None)
+        _seen_again(out, entry, _WILD if wildcard else _EXACT, line_no, tag)
+
+
+def _seen_again(out: Collector, entry: _Trigger, slot: int, line_no: int, tag: str) -> None:
+    """A trigger met before: its exact name (``slot`` _EXACT) or wildcard (_WILD) again."""
+    if entry[slot]:
+        out.report.duplicates += 1  # another record (A and AAAA ...) of the same trigger
+        return
+    entry[slot] = line_no
+    tags: tuple[str, ...] = entry[_TAGS]
+    if tag not in tags:
+        entry[_TAGS] = (*tags, tag)
 
 
 def _rpz_ip(trigger: str, labels: list[str]) -> str:
@@ -359,9 +431,18 @@ def _rpz_ip(trigger: str, labels: list[str]) -> str:
 
 
 def _emit(out: Collector, triggers: dict[tuple[str, bool], _Trigger]) -> None:
-    for (name, allow), entry in sorted(triggers.items(), key=lambda kv: kv[1].first_line):
-        kind = IndicatorType.DOMAIN if entry.wild_line else IndicatorType.HOST
-        out.add(kind, name, entry.first_line, allow=allow, tags=tuple(entry.tags))
+    """The QNAME entries, in the order of their first lines.
+
+    That is the dict's own order: an entry is made at its first record, records come in line
+    order, and a later record of the same entry only fills in the other line.
+    """
+    add = out.add
+    domain, host = IndicatorType.DOMAIN, IndicatorType.HOST
+    for (name, allow), (exact_line, wild_line, tags) in triggers.items():
+        first_line = (
+            min(exact_line, wild_line) if exact_line and wild_line else exact_line or wild_line
+        )
+        add(domain if wild_line else host, name, first_line, allow=allow, tags=tags)
 
 
 FORMAT = FeedFormat(

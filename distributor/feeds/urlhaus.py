@@ -32,9 +32,10 @@ Each line is read as one CSV record: a stray quote can spoil its own line, never
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from blocklist.errors import InvalidIndicator
 from blocklist.names import is_ip_literal, normalize_domain, normalize_ip, normalize_url
@@ -42,13 +43,14 @@ from blocklist.names import is_ip_literal, normalize_domain, normalize_ip, norma
 from ..indicators import Indicator, IndicatorType
 from . import ipcidr
 from .base import (
+    MAX_LINE_CHARS,
     Collector,
     FeedFormat,
     OptionError,
     OptionSpec,
     OptionValue,
     ParseReport,
-    clean_lines,
+    clean_line,
     host_or_ip,
     option_list,
     option_str,
@@ -81,6 +83,10 @@ MAX_TAG_CHARS = 64
 MAX_TAG_CACHE = 4096
 #: Time texts remembered per parse; the cache starts over when full.
 MAX_TIME_CACHE = 4096
+#: Status texts remembered per parse (a feed has a handful).
+MAX_STATUS_CACHE = 64
+#: Not in a cache (None is a value there: a blank time).
+_MISSING: Any = object()
 
 OPTIONS: dict[str, OptionSpec] = {
     "type": OptionSpec(
@@ -198,28 +204,38 @@ class _Settings:
 @pauses_gc
 def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, feed.format if feed.format in ("csv", "urlhaus_csv") else "urlhaus_csv")
+    report = out.report
     delimiter = option_str(feed, OPTIONS, "delimiter") or ","
     settings = _Settings(feed)
     fieldnames = option_list(feed, OPTIONS, "fieldnames")
     columns: _Columns | None = _Columns(feed, fieldnames, out, 0) if fieldnames else None
     comment_header: list[str] | None = None
     comment_header_line = 0
-
-    def header_comments(raw: Iterable[str]) -> Iterable[str]:
-        # A '# id,dateadded,url,...' comment is URLhaus's header: catch it before the
-        # line filter counts it as a comment.
-        nonlocal comment_header, comment_header_line
-        for line_no, line in enumerate(raw, 1):
-            if columns is None and comment_header is None and line.startswith("#"):
-                body = line.lstrip("#").strip()
+    max_chars = MAX_LINE_CHARS
+    numbered = enumerate(lines, 1)
+    line_no = 0
+    for line_no, raw in numbered:
+        if raw[:1] == "#":
+            # A '# id,dateadded,url,...' comment is URLhaus's header: catch it before the
+            # line filter counts it as a comment (or refuses it).
+            if columns is None and comment_header is None:
+                body = raw.lstrip("#").strip()
                 if delimiter in body:
                     row = _split_row(body, delimiter)
                     if len(row) > 1 and _names_value_column(row, feed):
                         comment_header = row
                         comment_header_line = line_no
-            yield line
-
-    for line_no, line in clean_lines(header_comments(lines), out.report, inline_comments=""):
+            clean_line(raw, line_no, report, inline_comments="")
+            continue
+        if raw[:1] > " " and raw.isascii() and len(raw) <= max_chars and "\x00" not in raw:
+            # what the line filter makes of it, without the steps: ASCII (no replacement
+            # character, no BOM), no blank or '#' in front, no NUL
+            line = raw if raw[-1:] > " " else raw.rstrip()
+        else:
+            found = clean_line(raw, line_no, report, inline_comments="")
+            if found is None:
+                continue
+            line = found
         try:
             row = _split_row(line, delimiter)
         except csv.Error:
@@ -228,14 +244,140 @@ def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], Pars
         if columns is None:
             if comment_header is None and _names_value_column(row, feed):
                 columns = _Columns(feed, row, out, line_no)
-                out.report.comments += 1
-                continue
-            columns = _Columns(feed, comment_header or URLHAUS_FIELDS, out, comment_header_line)
-        elif fieldnames and [f.strip() for f in row] == list(fieldnames):
-            out.report.comments += 1  # a header row repeating the configured names
+                report.comments += 1
+            else:
+                columns = _Columns(feed, comment_header or URLHAUS_FIELDS, out, comment_header_line)
+                _add_row(out, settings, columns, line_no, line, row)
+            if _fast_layout(settings, columns, fieldnames):
+                line_no = _read_rows(numbered, line_no, out, settings, columns, delimiter)
+                break
+            continue
+        if fieldnames and [f.strip() for f in row] == list(fieldnames):
+            report.comments += 1  # a header row repeating the configured names
             continue
         _add_row(out, settings, columns, line_no, line, row)
+    report.lines_read += line_no
     return out.result()
+
+
+def _fast_layout(settings: _Settings, cols: _Columns, fieldnames: tuple[str, ...]) -> bool:
+    """Whether the rest of the file can go to ``_read_rows``: not when a column is missing,
+    the value is host + path, its type is fixed, field names are configured (their header
+    row may come again) or there is no status column (a constant status instead)."""
+    return (
+        cols.missing is None
+        and cols.value is not None
+        and cols.host is None
+        and settings.wanted == "auto"
+        and not fieldnames
+        and cols.status is not None
+    )
+
+
+def _read_rows(
+    numbered: Iterator[tuple[int, str]],
+    line_no: int,
+    out: Collector,
+    settings: _Settings,
+    cols: _Columns,
+    delimiter: str,
+) -> int:
+    """What ``parse`` does with every line after the header (of a ``_fast_layout``): returns
+    the last line number.
+
+    One loop with everything in locals, and ``_add_row`` in line for the row nearly every
+    line of a URLhaus dump is: every field quoted and no quote inside one (``_split_row``'s
+    first shape), the layout's number of fields, and a URL with a scheme in the value column.
+    Any other line takes ``_add_row`` itself. The row in line gives what ``_add_row`` gives:
+    the same value, status, times (and warnings), tags and refusal reasons.
+    """
+    report = out.report
+    add = out.add
+    url = IndicatorType.URL
+    internal = settings.internal
+    max_chars = MAX_LINE_CHARS
+    separator = f'"{delimiter}"'
+    width = cols.width
+    quotes = 2 * width
+    value_index, status_index = cols.value, cols.status
+    first_index, last_index = cols.first_seen, cols.last_seen
+    assert value_index is not None and status_index is not None  # see _fast_layout
+    #: status texts repeat ("online", "offline"): cleaned once each
+    status_cache: dict[str, str | None] = {}
+    time_cache = settings.time_cache
+    time_get = time_cache.get
+    tag_indexes = cols.tags
+    tag_cache = settings.tag_cache
+    tag_texts = _tag_texts(tag_indexes)
+    for line_no, raw in numbered:
+        if raw[:1] == "#":
+            clean_line(raw, line_no, report, inline_comments="")
+            continue
+        if raw[:1] > " " and raw.isascii() and len(raw) <= max_chars and "\x00" not in raw:
+            line = raw if raw[-1:] > " " else raw.rstrip()  # as in parse
+        else:
+            found = clean_line(raw, line_no, report, inline_comments="")
+            if found is None:
+                continue
+            line = found
+        if line[:1] == '"' and line[-1:] == '"' and "\r" not in line:
+            row = line[1:-1].split(separator)
+            token = row[value_index].strip() if len(row) == width else ""
+            if "://" in token and line.count('"') == quotes:
+                # _add_row, for this row
+                try:
+                    value = normalize_url(token, allow_internal=internal)
+                except InvalidIndicator as e:
+                    out.reject(e.reason, line_no, line)
+                    continue
+                text = row[status_index]
+                status = status_cache.get(text, text)
+                if status is text:  # not seen yet (or a one-letter status: the same again)
+                    status = text.strip().lower() or None
+                    if len(status_cache) < MAX_STATUS_CACHE:
+                        status_cache[text] = status
+                first_seen = last_seen = None
+                if first_index is not None:
+                    text = row[first_index]
+                    first_seen = time_get(text, _MISSING)
+                    if first_seen is _MISSING:
+                        first_seen = _new_time(out, text, line_no, line, time_cache)
+                if last_index is not None:
+                    text = row[last_index]
+                    last_seen = time_get(text, _MISSING)
+                    if last_seen is _MISSING:
+                        last_seen = _new_time(out, text, line_no, line, time_cache)
+                tags: tuple[str, ...] = ()
+                if tag_texts is not None:
+                    cached = tag_cache.get(tag_texts(row))
+                    tags = _tags(row, tag_indexes, tag_cache) if cached is None else cached
+                add(
+                    url,
+                    value,
+                    line_no,
+                    status=status,
+                    first_seen=first_seen,
+                    last_seen=last_seen,
+                    tags=tags,
+                )
+                continue
+        try:
+            row = _split_row(line, delimiter)
+        except csv.Error:
+            out.reject("bad CSV row", line_no, line)
+            continue
+        _add_row(out, settings, cols, line_no, line, row)
+    return line_no
+
+
+def _tag_texts(indexes: tuple[int, ...]) -> Callable[[list[str]], tuple[str, ...]] | None:
+    """The key ``_tags`` caches a row's tags under: the texts of the tag columns."""
+    if not indexes:
+        return None
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda row: (row[index],)
+    return itemgetter(*indexes)
 
 
 def _add_row(
@@ -323,6 +465,17 @@ def _time(
     text = row[index]
     if cache is not None and text in cache:
         return cache[text]
+    return _new_time(out, text, line_no, line, cache)
+
+
+def _new_time(
+    out: Collector,
+    text: str,
+    line_no: int,
+    line: str,
+    cache: dict[str, datetime | None] | None,
+) -> datetime | None:
+    """A time text not in the cache: read (a warning when it is not a time), remembered."""
     try:
         when = parse_time(text)
     except ValueError:

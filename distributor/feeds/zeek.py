@@ -24,7 +24,8 @@ a text editor trimmed are read as unset.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from blocklist.errors import InvalidIndicator
@@ -32,7 +33,16 @@ from blocklist.names import normalize_domain, normalize_url
 
 from ..indicators import Indicator, IndicatorType
 from . import ipcidr
-from .base import Collector, FeedFormat, OptionSpec, ParseReport, clean_lines, option
+from .base import (
+    MAX_LINE_CHARS,
+    Collector,
+    FeedFormat,
+    OptionSpec,
+    ParseReport,
+    clean_line,
+    option,
+    pauses_gc,
+)
 
 if TYPE_CHECKING:
     from ..config import FeedConfig
@@ -55,6 +65,8 @@ MAX_TAG_CHARS = 64
 #: Distinct 'unsupported indicator type' reasons kept apart; more are lumped together, so a
 #: hostile file cannot grow the report without bound.
 MAX_TYPE_REASONS = 32
+#: Distinct tag texts remembered per header (a feed has a few sources and descriptions).
+MAX_TAG_CACHE = 4096
 _TYPE_RE = re.compile(r"Intel::[A-Z][A-Z0-9_]{0,31}")
 _ESCAPE_RE = re.compile(r"\\x([0-9a-fA-F]{2})")
 
@@ -119,45 +131,63 @@ def _unescape(text: str) -> str:
     return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
+@pauses_gc
 def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], ParseReport]:
     out = Collector(feed, "zeek_intel")
+    report = out.report
+    add = out.add
     header = _Header()
     suffix = option(feed, OPTIONS, "match") == "suffix"
     internal = feed.internal
     type_reasons: set[str] = set()
-
-    raw_line = ""
-
-    def directives(raw: Iterable[str]) -> Iterator[str]:
-        # Header lines are '#' lines: read them before the line filter counts them as comments.
-        # The raw line is kept: stripping it would drop an empty first or last column.
-        nonlocal raw_line
-        for line_no, line in enumerate(raw, 1):
-            if line.startswith("#") and len(line) < MAX_HEADER_CHARS:
-                header.directive(line.rstrip("\r\n"), line_no)
-            raw_line = line
-            yield line
-
-    for line_no, line in clean_lines(directives(lines), out.report, inline_comments=""):
+    max_chars = MAX_LINE_CHARS
+    # what rows need of the header in force (made again whenever a header line changes it)
+    layout = _Layout(header)
+    tag_cache: dict[object, tuple[str, ...]] = {}
+    line_no = 0
+    for line_no, raw in enumerate(lines, 1):
+        if raw[:1] == "#":
+            # Header lines are '#' lines: read them before the line filter counts them as
+            # comments (it refuses or counts every '#' line). The raw line is kept: stripping
+            # it would drop an empty first or last column.
+            if len(raw) < MAX_HEADER_CHARS and header.directive(raw.rstrip("\r\n"), line_no):
+                layout = _Layout(header)
+                tag_cache.clear()
+            clean_line(raw, line_no, report, inline_comments="")
+            continue
+        if raw[:1] > " " and raw.isascii() and len(raw) <= max_chars and "\x00" not in raw:
+            # What the line filter keeps as it is (less blanks at the end): ASCII, so neither
+            # a replacement character nor a BOM; it starts with neither a blank nor a '#'.
+            line = ""  # raw.strip(), made only if a report needs it
+        else:
+            found = clean_line(raw, line_no, report, inline_comments="")
+            if found is None:
+                continue
+            line = found
         if header.fields is None:
             header.set_fields(DEFAULT_FIELDS, 0)
-            out.report.warn("no #fields header", line_no, line)
+            layout = _Layout(header)
+            tag_cache.clear()
+            report.warn("no #fields header", line_no, line or raw.strip())
         if header.missing is not None:
-            out.reject(header.missing, line_no, line)
+            out.reject(header.missing, line_no, line or raw.strip())
             continue
-        assert header.fields is not None
-        text = raw_line.rstrip("\r\n")
-        row = (text[1:] if line_no == 1 and text.startswith("\ufeff") else text).split(
-            header.separator
-        )
-        width = len(header.fields)
-        if len(row) > width or len(row) <= max(header.indicator, header.kind):
-            out.reject("wrong number of fields", line_no, line)
+        text = raw.rstrip("\r\n")
+        if line_no == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        row = text.split(layout.separator)
+        width = len(row)
+        if width > layout.width or width <= layout.key_index:
+            out.reject("wrong number of fields", line_no, line or raw.strip())
             continue
-        value = _field(header, row, header.indicator)
-        kind_text = _field(header, row, header.kind)
+        value = row[layout.indicator].strip()
+        kind_text = row[layout.kind].strip()
+        if value in layout.blanks:
+            value = ""
+        if kind_text in layout.blanks:
+            kind_text = ""
         if not value:
-            out.reject("empty indicator", line_no, line)
+            out.reject("empty indicator", line_no, line or raw.strip())
             continue
         try:
             kind, normalized = _indicator(kind_text, value, suffix, internal)
@@ -167,10 +197,52 @@ def parse(lines: Iterable[str], feed: FeedConfig) -> tuple[list[Indicator], Pars
                 if reason not in type_reasons and len(type_reasons) >= MAX_TYPE_REASONS:
                     reason = "unsupported indicator type (other)"
                 type_reasons.add(reason)
-            out.reject(reason, line_no, line)
+            out.reject(reason, line_no, line or raw.strip())
             continue
-        out.add(kind, normalized, line_no, tags=_tags(header, row))
+        if layout.tag_texts is None:
+            tags: tuple[str, ...] = ()
+        elif width > layout.last_tag:
+            # the tags are a function of the tag columns' texts (under one header): made once
+            texts = layout.tag_texts(row)
+            cached = tag_cache.get(texts)
+            if cached is None:
+                cached = _tags(header, row)
+                if len(tag_cache) < MAX_TAG_CACHE:
+                    tag_cache[texts] = cached
+            tags = cached
+        else:
+            tags = _tags(header, row)
+        add(kind, normalized, line_no, tags=tags)
+    report.lines_read += line_no
     return out.result()
+
+
+class _Layout:
+    """What a row needs of the header in force, looked up once per header, not per row."""
+
+    __slots__ = (
+        "blanks",
+        "indicator",
+        "key_index",
+        "kind",
+        "last_tag",
+        "separator",
+        "tag_texts",
+        "width",
+    )
+
+    def __init__(self, header: _Header) -> None:
+        self.separator = header.separator
+        self.width = len(header.fields) if header.fields is not None else 0
+        self.indicator = header.indicator
+        self.kind = header.kind
+        self.key_index = max(header.indicator, header.kind)
+        #: the texts ``_field`` reads as empty
+        self.blanks = (header.unset, header.empty)
+        every = header.tags + header.set_tags
+        self.last_tag = max(every, default=-1)
+        #: the texts of a row's tag columns (a row wider than ``last_tag``), as a dict key
+        self.tag_texts: Callable[[list[str]], object] | None = itemgetter(*every) if every else None
 
 
 def _field(header: _Header, row: list[str], index: int) -> str:

@@ -2,14 +2,16 @@
 
 ``reference_feeds`` holds the parsers as they were before the fast paths (``csv.reader`` per
 line, ``ipaddress`` per value, ``publicsuffixlist`` per name, the dataclass constructor per
-indicator). Both must give the same indicators, field for field and in the same order, and
-the same report (counts, reasons, examples), for every format they share.
+indicator; ``rpz`` and ``zeek_intel`` as they were before theirs). Both must give the same
+indicators, field for field and in the same order, and the same report (counts, reasons,
+examples), for every format they share.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,10 +24,12 @@ from distributor.config import FeedConfig, from_toml_text
 from distributor.feeds import FORMATS, base, hosts, read_lines, urlhaus
 from distributor.indicators import Indicator, IndicatorType
 from tests.blocklist import reference_names
-from tests.distributor.reference_feeds import PARSERS as REFERENCE_PARSERS
+from tests.distributor.reference_feeds import PARSERS as FIRST_REFERENCE_PARSERS
 from tests.distributor.reference_feeds import base as reference_base
 from tests.distributor.reference_feeds import hosts as reference_hosts
+from tests.distributor.reference_feeds import rpz as reference_rpz
 from tests.distributor.reference_feeds import urlhaus as reference_urlhaus
+from tests.distributor.reference_feeds import zeek as reference_zeek
 from tests.distributor.test_real_feeds import CONFIG as REAL_FEEDS_CONFIG
 
 # More real files, read by the formats under test: 106k addresses and 43k domains as CSV
@@ -39,6 +43,16 @@ source = "urlhaus-filter/urlhaus-filter-dnscrypt-blocked-ips.txt"
 ZEEK_FILES = ["sans.intel", "shadowwhisperer-malware.intel", "doh-domains.intel", "tor-exit.intel"]
 ZEEK_FILES += ["openphish.intel", "abuse-ch-ipblocklist.intel", "abuse-ch-threatfox-ip.intel"]
 ZEEK_COLUMNS = ["indicator", "indicator_type", "meta.source", "meta.do_notice", "meta.desc"]
+# ... and by their own format; the RPZ form of the urlhaus-filter list.
+ZEEK_INTEL_FILES = [*ZEEK_FILES, "abuse-ch-malware.intel", "tweetfeed.intel"]
+RPZ_FILES = ["urlhaus-filter/urlhaus-filter-rpz.conf"]
+
+# Every oracle: the first ones, and those of the formats copied later (before their fast paths).
+REFERENCE_PARSERS = {
+    **FIRST_REFERENCE_PARSERS,
+    "rpz": reference_rpz.parse,
+    "zeek_intel": reference_zeek.parse,
+}
 
 
 def make_feed(fmt: str, name: str = "generated", internal: bool = False, **options: Any) -> Any:
@@ -92,6 +106,27 @@ def _real_feeds(shared_data: Path) -> list[FeedConfig]:
                 ),
             )
         )
+    for file_name in ZEEK_INTEL_FILES:
+        for match in ("exact", "suffix"):
+            out.append(
+                FeedConfig(
+                    name=f"{file_name}-{match}",
+                    format="zeek_intel",
+                    source=str(shared_data / "feeds" / "zeek-intel" / file_name),
+                    options=MappingProxyType(
+                        FORMATS["zeek_intel"].resolve_options({"match": match})
+                    ),
+                )
+            )
+    for file_name in RPZ_FILES:
+        out.append(
+            FeedConfig(
+                name=file_name,
+                format="rpz",
+                source=str(shared_data / "feeds" / file_name),
+                options=MappingProxyType(FORMATS["rpz"].resolve_options({})),
+            )
+        )
     return out
 
 
@@ -103,7 +138,7 @@ def test_real_feeds_parse_the_same(shared_data: Path) -> None:
         lines = read_lines(feed.local_path, feed.name)
         n, _ = assert_same_parse(feed.format, lines, feed)
         accepted += n
-        if feed.format in ("ipcidr", "domains"):  # the same lines, internal space allowed
+        if feed.format in ("ipcidr", "domains", "zeek_intel"):  # internal space allowed too
             internal = FeedConfig(**{**_fields(feed), "internal": True})
             assert_same_parse(feed.format, lines, internal)
     assert accepted > 250_000
@@ -152,7 +187,142 @@ _values = st.one_of(_names, _addresses, _cidrs, _urls, _junk)
 _comments = st.sampled_from(["", " # note", "# note", " ; SBL1", ";x", " !c"])
 
 
+# Names as most feed lines spell them (the fast paths' territory), and the RPZ and Zeek
+# pieces: owners, TTL and class, record data, header directives.
+_plain_names = st.builds(
+    "{}{}.{}".format,
+    st.sampled_from(["", "", "www.", "*.", "a.b."]),
+    st.text(alphabet="abc019-_", min_size=1, max_size=8),
+    st.sampled_from(["com", "co.uk", "github.io", "ru", "ck", "kobe.jp", "city.kobe.jp", "1"]),
+)
+_rpz_ip_owners = st.one_of(
+    st.builds("{}.{}.rpz-ip".format, _prefixes, _quads.map(lambda q: ".".join(q.split(".")[::-1]))),
+    st.builds(
+        "{}.{}.rpz-ip".format,
+        st.sampled_from(["128", "48", "32", "129", "x", "0128"]),
+        st.lists(
+            st.sampled_from(["zz", "1", "2a00", "1450", "4001", "0", "ffff", "g", ""]),
+            min_size=1,
+            max_size=9,
+        ).map(".".join),
+    ),
+)
+_rpz_owners = st.one_of(
+    _plain_names,
+    _names,
+    _rpz_ip_owners,
+    st.sampled_from(["@", "*", "evil.example.com.rpz.local.", "*.evil.example.com.RPZ.local."]),
+    st.sampled_from(["rpz.local.", "EVIL.Example.COM", "a.*.b.com", "*.*.b.com", "x.rpz-ip"]),
+    st.sampled_from(["ns.evil.com.rpz-nsdname", "32.1.2.3.4.rpz-nsip", "32.9.9.9.9.rpz-client-ip"]),
+    st.sampled_from(["evil.com.rpz-nsdname.", ".", "a\\.b.com", "ns.evil.com.rpz-nsdname.rpz."]),
+)
+_rpz_ttl_class = st.sampled_from(
+    ["", "", "", "300 ", "IN ", "300 IN ", "IN 300 ", "1h ", "1H30m ", "in ", "CH ", "1 1 ", "x "]
+)
+_rpz_targets = st.sampled_from(
+    [".", ".", "*.", "rpz-drop.", "rpz-passthru.", "rpz-tcp-only.", "RPZ-DROP.", "rpz-drop", "@"]
+) | st.sampled_from(["walled.example.net.", "garden", "evil.example.com.", "", "a.rpz.local."])
+_rpz_rdata = st.one_of(
+    st.builds(
+        "{} {}".format, st.sampled_from(["CNAME", "CNAME", "cname", "CNAME\t"]), _rpz_targets
+    ),
+    st.builds(
+        "{} {}".format, st.sampled_from(["CNAME", "CNAME", "cname", "CNAME\t"]), _rpz_targets
+    ),
+    st.sampled_from(["A 192.0.2.1", "AAAA ::1", 'TXT "x"', "NS ns.example.", "MX 10 mx."]),
+    st.sampled_from(["SOA ns. host. 1 2 3 4 5", "TYPE65534 x", "a1", "1", "A-B x", "IN", ""]),
+)
+_rpz_records = st.builds("{} {}{}".format, _rpz_owners, _rpz_ttl_class, _rpz_rdata)
+# Rarer lines: directives, the zone's own records, parentheses (an unclosed one holds up to
+# MAX_GROUP_LINES lines, so openers are few).
+_rpz_rare = st.sampled_from(
+    [
+        *("$TTL 300", "$ttl 1h", "$ORIGIN rpz.local.", "$ORIGIN rpz", "$ORIGIN .", "$origin @"),
+        *("$ORIGIN", "$INCLUDE x", "$GENERATE 1-2 a$ CNAME .", "$FOO", "1 2 3", "4 5 )", ")"),
+        *("( )", "@ SOA ns. host. 1 2 3 4 5", " NS localhost.", "rpz.local. SOA a. b. 1"),
+        *("@ IN SOA localhost. root.localhost. (", "evil.example.com CNAME . ( x )"),
+        *("$TTL 300", "@ SOA ns. host. 1 2 3 4 5", " NS localhost.", "$TTL 300", "evil.com )"),
+    ]
+)
+_rpz_lines = st.one_of(
+    _rpz_records,
+    _rpz_records,
+    _rpz_records,
+    _rpz_records,
+    _rpz_records,
+    st.builds("{}{}{}".format, st.sampled_from([" ", "\t", "  "]), _rpz_ttl_class, _rpz_rdata),
+    _rpz_rare,
+    _junk,
+)
+_zeek_kinds = st.sampled_from(
+    ["Intel::DOMAIN", "Intel::ADDR", "Intel::SUBNET", "Intel::URL", "Intel::FILE_HASH", "-"]
+) | st.sampled_from(
+    ["", "(empty)", "DOMAIN", "Intel::domain", "Intel::" + "A" * 40, " Intel::ADDR"]
+)
+_zeek_tags = st.sampled_from(["src", "Vendor-A", "-", "(empty)", "", " X ", "A,B", "x" * 70, "a;b"])
+_zeek_values = st.one_of(
+    _plain_names,
+    _plain_urls,
+    _values,
+    _urls.map(lambda u: u.partition("://")[2] or u),
+    st.sampled_from(["-", "(empty)", " evil.example.com ", "", "NONE", "EMPTY"]),
+)
+_zeek_pairs = st.one_of(
+    st.tuples(_plain_names | _names, st.just("Intel::DOMAIN")),
+    st.tuples(_addresses | _cidrs, st.sampled_from(["Intel::ADDR", "Intel::SUBNET"])),
+    st.tuples(_plain_urls | _urls.map(lambda u: u.partition("://")[2] or u), st.just("Intel::URL")),
+    st.tuples(_zeek_values, _zeek_kinds),
+)
+_zeek_rows = st.builds(
+    lambda cells, sep, end: sep.join(cells) + end,
+    st.one_of(
+        st.builds(
+            lambda p, s, n, d: (*p, s, n, d), _zeek_pairs, _zeek_tags, st.just("F"), _zeek_tags
+        ),
+        st.builds(
+            lambda p, s, n, d: (*p, s, n, d), _zeek_pairs, _zeek_tags, st.just("F"), _zeek_tags
+        ),
+        st.builds(lambda p, s: (*p, s), _zeek_pairs, _zeek_tags),
+        st.lists(st.one_of(_zeek_values, _zeek_kinds, _zeek_tags), max_size=7).map(tuple),
+    ),
+    st.sampled_from(["\t"] * 12 + [",", " ", "|"]),
+    st.sampled_from(["", "", "", "", "", "", "\t", "\r", "\t\t", " "]),
+)
+_zeek_standard_header = "#fields\tindicator\tindicator_type\tmeta.source\tmeta.do_notice\tmeta.desc"
+# Directives and odd headers stay in force until the next header: a few, among many
+# standard headers, so that most rows are read under the usual layout.
+_zeek_headers = st.sampled_from(
+    [
+        *[_zeek_standard_header] * 40,
+        "#fields\tindicator_type\tindicator\tmeta.cif_tags",
+        "#fields indicator indicator_type meta.desc",
+        "#fields\tindicator\tmeta.source",
+        "#fields|indicator|indicator_type|meta.source",
+        "#fields",
+        "#separator \\x09",
+        "#separator \\x7c",
+        "#separator ,",
+        "#set_separator\t;",
+        "#unset_field\tNONE",
+        "#empty_field\tEMPTY",
+        "#empty_field EMPTY",
+        "#path\tintel",
+        "# comment",
+    ]
+)
+_zeek_lines = st.one_of(
+    *[_zeek_rows] * 6,
+    _zeek_headers,
+    st.builds("{}{}".format, st.sampled_from([" ", "\t", "\ufeff"]), _zeek_rows),
+    _junk,
+)
+
+
 def _line(fmt: str) -> st.SearchStrategy[str]:
+    if fmt == "rpz":
+        return st.builds("{}{}{}".format, _rpz_lines, _comments, st.sampled_from(["", "", "\r"]))
+    if fmt == "zeek_intel":
+        return _zeek_lines
     value = st.one_of(_urls, _values) if fmt in ("urls", "urlhaus_csv") else _values
     if fmt == "hosts":
         sinks = st.one_of(st.sampled_from(["0.0.0.0", "127.0.0.1", "::1", "::"]), _addresses)
@@ -185,6 +355,7 @@ def _line(fmt: str) -> st.SearchStrategy[str]:
 
 
 FORMATS_UNDER_TEST = ["domains", "urls", "hosts", "ipcidr", "urlhaus_csv", "adblock"]
+FORMATS_UNDER_TEST += ["rpz", "zeek_intel"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -228,6 +399,9 @@ def test_bulk_generated_feed_parses_the_same(fmt: str) -> None:
         ("csv", {"fieldnames": ["v", "s"], "value_column": "v", "status_column": "s"}),
         ("csv", {"fieldnames": ["v"], "value_column": "v", "type": "domain"}),
         ("csv", {"fieldnames": ["v"], "value_column": "v", "type": "cidr", "delimiter": ";"}),
+        ("rpz", {"zone": "rpz.local"}),
+        ("rpz", {"zone": "."}),
+        ("zeek_intel", {"match": "suffix"}),
     ],
 )
 def test_options_parse_the_same(fmt: str, options: dict[str, Any]) -> None:
@@ -237,6 +411,123 @@ def test_options_parse_the_same(fmt: str, options: dict[str, Any]) -> None:
         lines = [line.replace('","', '";"') if "delimiter" in options else line for line in lines]
         lines = [line.split(",")[0] + "," + "online" for line in lines] + lines
     assert_same_parse(fmt, lines, make_feed(fmt, **options))
+
+
+# Lines at the edges of the one-line fast paths of rpz, zeek_intel and urlhaus_csv: each
+# taken, or just not taken (blanks, case, a BOM, CR, a refusal that must quote the line as
+# the slow path does). Every reason a line gets here is among the first reported examples.
+_EDGE_LINES = {
+    "rpz": [
+        "evil.example.com CNAME .",
+        "com CNAME .",
+        "co.uk CNAME .\r",
+        "1.2.3 CNAME .",
+        "x.0x1f CNAME .",
+        "a.b.1 CNAME .\r",
+        "y" * 64 + ".example.com CNAME .",
+        "evil.example.com CNAME .\r",
+        "evil.example.com CNAME .  ",
+        "evil.example.com\tCNAME\t.",
+        "*.evil.example.com CNAME rpz-drop.\r",
+        "*.com CNAME .",
+        "*.evil.example.com CNAME .",
+        "evil.example.com CNAME rpz-passthru.",
+        "*.ok.example.com CNAME rpz-passthru.",
+        "nodata.example.com CNAME *.",
+        "EVIL.example.com CNAME .",
+        "evil.example.com. CNAME .",
+        "evil.example.com.rpz.local. CNAME .",
+        "other.example. CNAME .\r",
+        "rpz.local. CNAME .",
+        "32.4.3.2.1.rpz-ip CNAME .",
+        "32.1.0.0.127.rpz-ip CNAME .\r",
+        "33.1.2.3.4.rpz-ip CNAME .",
+        "ns.evil.com.rpz-nsdname CNAME .",
+        "a.*.example.com CNAME .",
+        "x.rpz-ip CNAME .",
+        "evil.example.com CNAME . ; c",
+        "evil.example.com CNAME .;c",
+        "evil.example.com CNAME . (",
+        ")",
+        " evil2.example.com CNAME .",
+        "\tCNAME .",
+        "\ufeffevil3.example.com CNAME .",
+        "evil\x00.example.com CNAME .",
+        "$ORIGIN rpz.local.",
+        "evil4.example.com CNAME .",
+        "evil4.example.com. CNAME .\r",
+        "@ CNAME .",
+        "rpz.local. CNAME .",
+        "evil5.example.com CNAME rpz-tcp-only.",
+        "evil6.example.com cname .",
+        "evil7.example.com CNAME rpz-drop",
+        "evil8.example.com CNAME . x",
+        "x" * 20000 + " CNAME .",
+    ],
+    "zeek_intel": [
+        "#fields\tindicator\tindicator_type\tmeta.source\tmeta.do_notice\tmeta.desc",
+        "evil.example.com\tIntel::DOMAIN\tsrc\tF\tMalware",
+        "com\tIntel::DOMAIN\tsrc\tF\tMalware\r",
+        "co.uk\tIntel::DOMAIN\tsrc\tF\tMalware\t",
+        "10.1.2.3\tIntel::ADDR\tsrc\tF\tx",
+        "10.1.2.0/24\tIntel::SUBNET\tsrc\tF\tx\r",
+        "evil.example.com/a\tIntel::URL\tsrc\tF\tphish",
+        "http://192.168.1.1/x\tIntel::URL\tsrc\tF\tphish",
+        "evil.example.com\tIntel::DOMAIN\tsrc",
+        "evil.example.com\tIntel::DOMAIN\tsrc\tF\tdesc\textra",
+        "evil.example.com\t-\tsrc\tF\tdesc",
+        "evil.example.com\tIntel::EMAIL\tsrc\tF\tdesc",
+        "-\tIntel::DOMAIN\tsrc\tF\tdesc",
+        " evil.example.com\tIntel::DOMAIN\tsrc\tF\tdesc",
+        "évil.example.com\tIntel::DOMAIN\tsrc\tF\tdesc",
+        "\ufeffevil.example.com\tIntel::DOMAIN\tsrc\tF\tdesc",
+        "\x01evil.example.com\tIntel::DOMAIN\tsrc\tF\tdesc",
+        "evil\x00.example.com\tIntel::DOMAIN\tsrc\tF\tdesc",
+        "evil.example.com\tIntel::DOMAIN\tSRC\tF\t" + "d" * 70,
+        "evil.example.com\tIntel::DOMAIN\t-\tF\t(empty)",
+        "#unset_field\tNONE",
+        "evil9.example.com\tIntel::DOMAIN\tNONE\tF\t-",
+        "#fields\tindicator_type\tindicator\tmeta.cif_tags",
+        "Intel::DOMAIN\tevil10.example.com\ta,B, c",
+        "Intel::DOMAIN\tevil11.example.com",
+        "x" * 20000 + "\tIntel::DOMAIN",
+    ],
+    "urlhaus_csv": [
+        "# id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter",
+        '"1","2024-01-01 00:00:00","http://evil.example.com/a","online","","malware_download",'
+        '"elf,Mozi","https://urlhaus.abuse.ch/url/1/","r"',
+        '"2","2024-01-01 00:00:00","http://192.168.1.1/x","offline","2024-01-02 00:00:00",'
+        '"malware_download","None","l","r"\r',
+        '"3","bad","http://evil.example.com/b","Online ","2024-01-02T10:00:00Z","x","a , A","l","r"',
+        '"4","2024-01-01 00:00:00","evil.example.com/c","online","","x","","l","r"',
+        '"5","2024-01-01 00:00:00","http://evil.example.com/a","online","","x","elf","l","r"',
+        '"6","2024-01-01 00:00:00","","online","","x","elf","l","r"',
+        '"7","2024-01-01 00:00:00","http://ex ample.com/","online","","x","elf","l","r"',
+        '"8","2024-01-01 00:00:00","http://evil.example.com/%7e","","","x","elf","l","r"',
+        '"9","2024-01-01","http://evil.example.com/d","online","","x","elf","l"',
+        '"10","2024-01-01","http://evil.example.com/e","online","","x","e"lf","l","r"',
+        '"11","2024-01-01","http://evil.example.com/f","online","","x","elf","l","r",""',
+        ' "12","2024-01-01","http://evil.example.com/g","online","","x","elf","l","r"',
+        '"13","2024-01-01","http://évil.example.com/h","online","","x","elf","l","r"',
+        '"14","2024-01-01","hxxp://evil.example.com/i","online","","x","elf","l","r"',
+        '"15","  2024-01-01 ","http://evil.example.com/j"," ","null","x","elf","l","r"\t',
+        '"16","2024-01-01","http://evil.example.com/k\rx","online","","x","elf","l","r"',
+    ],
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(_EDGE_LINES))
+@pytest.mark.parametrize("crlf", [False, True])
+def test_fast_path_edges_parse_the_same(fmt: str, crlf: bool) -> None:
+    lines = [line + "\r" if crlf else line for line in _EDGE_LINES[fmt]]
+    for internal in (False, True):
+        for shuffled in (lines, lines[::-1], lines[1:] + lines[:1]):
+            assert_same_parse(fmt, shuffled, make_feed(fmt, internal=internal))
+    if fmt == "rpz":
+        assert_same_parse(fmt, lines, make_feed(fmt, zone="rpz.local"))
+        assert_same_parse(fmt, ["$ORIGIN rpz.local.", *lines], make_feed(fmt))
+    if fmt == "zeek_intel":
+        assert_same_parse(fmt, lines[1:], make_feed(fmt, match="suffix"))
 
 
 # --- the pieces with a fast path ---------------------------------------------------------
@@ -326,13 +617,49 @@ def test_clean_lines_is_unchanged(lines: list[str], inline: str, needs_space: bo
     assert run(base) == run(reference_base)
 
 
+@given(
+    st.lists(
+        st.one_of(_line("ipcidr"), _line("rpz"), _line("zeek_intel"), _junk, st.text(max_size=6)),
+        max_size=20,
+    ),
+    st.sampled_from([("#",), ("#", "!", ";"), (";",)]),
+    st.sampled_from(["#", "#;", ";", ""]),
+    st.booleans(),
+)
+def test_clean_line_is_clean_lines(
+    lines: list[str], prefixes: tuple[str, ...], inline: str, needs_space: bool
+) -> None:
+    """The one-line filter of the parsers with their own loop, against the generator."""
+    options: dict[str, Any] = {
+        "comment_prefixes": prefixes,
+        "inline_comments": inline,
+        "inline_needs_space": needs_space,
+    }
+    want_report = base.ParseReport(feed="f", format="x")
+    want = list(base.clean_lines(lines, want_report, **options))
+    got_report = base.ParseReport(feed="f", format="x")
+    got = []
+    for line_no, raw in enumerate(lines, 1):
+        line = base.clean_line(raw, line_no, got_report, **options)
+        if line is not None:
+            got.append((line_no, line))
+    got_report.lines_read += len(lines)
+    assert got == want
+    assert got_report.to_dict() == want_report.to_dict()
+
+
 def test_indicator_maker_builds_the_dataclass() -> None:
     """The fast constructor is in use, and builds what the dataclass constructor builds."""
     assert base._make_indicator is not Indicator, "Indicator changed shape: update base.py"
+    assert base._unfrozen_maker() is not None, "Indicator changed shape: update _Unfrozen"
+    when = datetime(2024, 1, 2, tzinfo=UTC)
     args = (IndicatorType.URL, "http://a.example/", "feed", 7, "c2", 80, True, "online")
-    args_tail = (None, None, ("x", "y"))
-    made = base._make_indicator(*args, *args_tail)
-    real = Indicator(*args, *args_tail)
-    assert made == real and hash(made) == hash(real) and repr(made) == repr(real)
-    with pytest.raises(AttributeError):
-        made.value = "changed"  # type: ignore[misc]
+    for args_tail in ((None, None, ("x", "y")), (when, when, ())):
+        for maker in (base._make_indicator, base._indicator_maker()):
+            made = maker(*args, *args_tail)
+            real = Indicator(*args, *args_tail)
+            assert type(made) is Indicator
+            assert made == real and hash(made) == hash(real) and repr(made) == repr(real)
+            assert rows([made]) == rows([real]) and made.expires is None
+            with pytest.raises(AttributeError):
+                made.value = "changed"  # type: ignore[misc]
