@@ -108,6 +108,9 @@ class Merged:
     last_seen: datetime | None = None
     #: listed indicators this entry stands for (itself included), for breadth and reports
     covered: int = 1
+    #: the condenser's score before rounding to ``priority`` (0 when not scored): selection
+    #: ranks by it, so 255 priority levels never force a tie-break by name
+    score_value: float = 0.0
 
     @property
     def key(self) -> Key:
@@ -492,11 +495,12 @@ def select(
                 a.priority = 255
                 exceptions[d.key].append(a)
     # a broader entry competes at the priority of the best entry it covers
-    rank = {m.key: m.priority for m in kept}
+    rank: dict[Key, float] = {m.key: (m.score_value if scored else m.priority) for m in kept}
     for m in kept:
         p = cover.get(m.key)
-        while p is not None and rank[p.key] < m.priority:
-            rank[p.key] = m.priority
+        own = rank[m.key]
+        while p is not None and rank[p.key] < own:
+            rank[p.key] = own
             p = cover.get(p.key)
 
     # value per unit of capacity: an entry whose encoding takes more than one slot's share of
@@ -522,6 +526,14 @@ def select(
     per_pool: Counter[str] = Counter()
     entries: list[Entry] = []
     while heap:
+        if len(entries) >= cap.max_entries:
+            # full: everything left (and all it covers) is out for the same reason; counted
+            # without building entries, which matters when millions are left
+            for *_, rest in heap:
+                drops.add("over total entry capacity", rest)
+                for c in subtree(rest):
+                    drops.add("over total entry capacity", c)
+            break
         *_, m = heapq.heappop(heap)
         package = [m]
         for c in (m, *subtree(m)):

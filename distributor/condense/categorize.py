@@ -69,6 +69,9 @@ class CategorizeConfig:
     dga_threshold: float | None = None
     many_hosts: int = 3
     dga_min_label_chars: int = 6
+    #: A site listed by URL only is usually a compromised one; a character model's ~2% false
+    #: positives on real names would block whole small sites, so alone it needs this score.
+    url_only_dga_threshold: float = 0.95
     no_dga_kinds: frozenset[str] = frozenset({"cdn", "cloud", "cloud-storage"})
 
 
@@ -193,7 +196,7 @@ class Categorizer:
 
         if service is not None:  # a tenant of a platform: judged as a site of its own
             reasons.append(service.reason())
-        strong = self._strong_signals(registrable, service, names | urls)
+        strong = self._strong_signals(registrable, service, names | urls, url_only=not names)
         listed_as = sorted(types & _NAME_TYPES)
         if strong or listed_as:
             reasons.extend(strong)
@@ -230,11 +233,16 @@ class Categorizer:
         return None
 
     def _strong_signals(
-        self, registrable: str, service: ServiceHit | None, hosts: set[str]
+        self, registrable: str, service: ServiceHit | None, hosts: set[str], *, url_only: bool
     ) -> list[str]:
         out: list[str] = []
         score = self._dga_score(registrable, service)
-        if score is not None and score >= self.dga_threshold:
+        threshold = (
+            max(self.dga_threshold, self.config.url_only_dga_threshold)
+            if url_only
+            else self.dga_threshold
+        )
+        if score is not None and score >= threshold:
             out.append(f"dga score {score:.2f}")
         if self.typosquat is not None:
             squat = self.typosquat.lookup(registrable)

@@ -400,6 +400,7 @@ class Condenser:
                     )
                 )
             m.priority = s.priority
+            m.score_value = s.value
             if key in wanted:
                 out.scores[key] = s
 

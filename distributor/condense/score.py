@@ -139,6 +139,8 @@ class Score:
     priority: int
     liveness: float
     components: Mapping[str, float] = field(default_factory=dict)
+    #: ``liveness * weighted mean`` before rounding, 0..1: what selection ranks by
+    value: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -198,7 +200,8 @@ class Scorer:
         parts = self.components(s)
         mean = self._norm * sum(w * parts[n] for n, w in self._weights.items())
         live = liveness(s.statuses)
-        return Score(max(1, min(255, round(255 * live * mean))), live, parts)
+        value = live * mean
+        return Score(max(1, min(255, round(255 * value))), live, parts, value)
 
     def priority(self, s: Signals) -> int:
         return self.score(s).priority

@@ -251,3 +251,20 @@ def test_notes_name_absent_signals(reference: ReferenceData) -> None:
         "no top lists loaded: every name counts as never seen popular",
     )
     assert Categorizer(reference, FakeDga(), TyposquatIndex(["paypal.com"])).notes == ()
+
+
+class MidDga:
+    threshold = 0.6
+
+    def score(self, label: str) -> float:
+        return 0.8  # over the model's threshold, under the URL-only one
+
+
+def test_dga_alone_does_not_widen_a_url_only_site(reference: ReferenceData) -> None:
+    c = Categorizer(reference, MidDga())
+    d = c.decide("reifenquick.de", [], ["url"], ["reifenquick.de"])
+    assert (d.kind, d.unit) == ("unknown", "url")
+    assert not any(r.startswith("dga") for r in d.reasons)
+    # listed by name, the same score is a signal
+    d = c.decide("reifenquick.de", ["reifenquick.de"], ["host"])
+    assert (d.kind, d.unit) == ("dedicated", "registrable") and "dga score 0.80" in d.reasons
