@@ -80,6 +80,10 @@ class ScoreConfig:
     unknown_recency: float = 0.5
     breadth_cap: int = 256
     sightings_half: float = 5.0
+    #: multipliers from the feeds' own status fields (URLhaus online/offline ...)
+    liveness_online: float = 1.0
+    liveness_unknown: float = 0.85
+    liveness_offline: float = 0.6
 
     WEIGHTS = ("corroboration", "confidence", "recency", "severity", "breadth", "sightings")
 
@@ -98,6 +102,10 @@ class ScoreConfig:
             raise ConfigError("[score] breadth_cap: must be >= 1")
         if not self.sightings_half > 0:
             raise ConfigError("[score] sightings_half: must be > 0")
+        for name in ("liveness_online", "liveness_unknown", "liveness_offline"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 < value <= 1):
+                raise ConfigError(f"[score] {name}: must be more than 0 and at most 1")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, object], where: str = "[score]") -> ScoreConfig:
@@ -199,9 +207,17 @@ class Scorer:
     def score(self, s: Signals) -> Score:
         parts = self.components(s)
         mean = self._norm * sum(w * parts[n] for n, w in self._weights.items())
-        live = liveness(s.statuses)
+        live = self._liveness(s.statuses)
         value = live * mean
         return Score(max(1, min(255, round(255 * value))), live, parts, value)
+
+    def _liveness(self, statuses: frozenset[str]) -> float:
+        c = self.config
+        if "online" in statuses:
+            return c.liveness_online
+        if statuses and statuses <= {"offline"}:
+            return c.liveness_offline
+        return c.liveness_unknown
 
     def priority(self, s: Signals) -> int:
         return self.score(s).priority

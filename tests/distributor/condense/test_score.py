@@ -107,3 +107,12 @@ def test_priority_is_always_1_to_255(
     score = Scorer(now=NOW, has_sightings=True).score(s)
     assert isinstance(score, Score) and 1 <= score.priority <= 255
     assert all(0.0 <= v <= 1.0 for v in score.components.values())
+
+
+def test_liveness_multipliers_come_from_config() -> None:
+    online = replace(BASE, statuses=frozenset({"online"}))
+    flat = ScoreConfig.from_mapping({"liveness_unknown": 1.0, "liveness_offline": 1.0})
+    assert prio(online, flat) == prio(BASE, flat)
+    assert prio(online) > prio(BASE)
+    with pytest.raises(ConfigError, match="liveness_offline: must be more than 0"):
+        ScoreConfig.from_mapping({"liveness_offline": 0})
