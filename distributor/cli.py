@@ -161,7 +161,7 @@ def _run_build(
     keys = OnlineKeys.load(Path(args.keys))
     parsed, reports, settings = _gather(args, quiet=args.quiet or not publish)
     now = datetime.now(UTC)
-    condenser = Condenser(settings, now=now)
+    condenser = Condenser(settings, now=now, cache_dir=Path(args.state) / "cache" / "models")
     result = build_and_publish(
         parsed=parsed,
         feed_reports=reports,

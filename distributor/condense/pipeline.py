@@ -22,16 +22,21 @@ removed it; for the keys in ``watch`` (``explain``) the fate is kept verbatim.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from blocklist.errors import InvalidIndicator
+from blocklist.fileio import write_atomic
 from blocklist.names import registrable_domain, split_url
 
 from ..build import Drops, Key, Merged
@@ -40,7 +45,8 @@ from ..profiles import CoarsenPolicy
 from . import ipagg
 from .allowlist import AllowReport, load_allow_files
 from .categorize import CategorizeConfig, Categorizer, DomainDecision
-from .dga import DgaModel, evaluate, load_samples, split
+from .dga import FORMAT_VERSION as DGA_FORMAT_VERSION
+from .dga import DgaModel, SamplesUnreadable, evaluate, load_samples, split
 from .reference import AllowRange, ReferenceConfig, ReferenceData
 from .score import Score, Scorer, Signals
 from .settings import CondenseSettings
@@ -55,6 +61,7 @@ MERGED_REASONS = frozenset(
         "aggregated into a covering CIDR",
     }
 )
+log = logging.getLogger("stockade.distributor.condense")
 _NAMES = (IndicatorType.DOMAIN, IndicatorType.HOST, IndicatorType.URL)
 _ADDRESSES = (IndicatorType.IP, IndicatorType.CIDR)
 _RECENCY_BUCKET_SECONDS = 3600  # scores are cached per hour of last-seen: plenty of precision
@@ -91,6 +98,47 @@ class Condensed:
     removed_addresses: Counter[str] = field(default_factory=Counter)
 
 
+def _trained_dga(samples_path: Path, cache_dir: Path | None) -> tuple[DgaModel, dict[str, Any]]:
+    """The model trained on ``samples_path`` and its held-out figures, from the cache when the
+    same samples (same bytes) trained one before; a damaged cache entry is retrained."""
+    try:
+        digest = hashlib.sha256(samples_path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise SamplesUnreadable(samples_path, e.strerror or str(e)) from e
+    key = f"dga-v{DGA_FORMAT_VERSION}-{digest[:32]}"
+    if cache_dir is not None:
+        try:
+            model = DgaModel.from_bytes((cache_dir / f"{key}.model").read_bytes())
+            cached = json.loads((cache_dir / f"{key}.json").read_text("utf-8"))
+            if isinstance(cached, dict):
+                return model, {**cached, "cached": True}
+        except (OSError, ValueError) as e:
+            if not isinstance(e, FileNotFoundError):
+                log.warning("DGA model cache %s unusable, retraining: %s", cache_dir, e)
+    samples = load_samples(samples_path)
+    train, test = split(samples)
+    held_out = evaluate(DgaModel.train(train), test)
+    model = DgaModel.train(samples)
+    report: dict[str, Any] = {
+        "samples": len(samples),
+        "threshold": round(model.threshold, 4),
+        "held_out": {
+            "n": held_out.n,
+            "accuracy": round(held_out.accuracy, 4),
+            "precision": round(held_out.precision, 4),
+            "recall": round(held_out.recall, 4),
+            "false_positive_rate": round(held_out.false_positive_rate, 4),
+        },
+    }
+    if cache_dir is not None:
+        try:
+            write_atomic(cache_dir / f"{key}.model", model.to_bytes())
+            write_atomic(cache_dir / f"{key}.json", json.dumps(report).encode())
+        except OSError as e:
+            log.warning("cannot cache the DGA model in %s: %s", cache_dir, e)
+    return model, {**report, "cached": False}
+
+
 class Condenser:
     """What is loaded once (reference data, DGA model, typosquat index) and shared by every
     list built at ``now``; ``run`` condenses one tenant's list for one profile."""
@@ -101,7 +149,10 @@ class Condenser:
         *,
         now: datetime,
         has_sightings: bool = False,
+        cache_dir: Path | None = None,
     ) -> None:
+        """``cache_dir``: where a trained DGA model is kept, keyed by its samples' hash, so
+        builds after the first skip the training (None: train every time)."""
         t0 = time.perf_counter()
         self.settings = settings
         self.now = now
@@ -123,21 +174,7 @@ class Condenser:
         self.dga: DgaModel | None = None
         self.dga_report: dict[str, Any] = {}
         if ref.dga_samples is not None:
-            samples = load_samples(ref.dga_samples)
-            train, test = split(samples)
-            held_out = evaluate(DgaModel.train(train), test)
-            self.dga = DgaModel.train(samples)
-            self.dga_report = {
-                "samples": len(samples),
-                "threshold": round(self.dga.threshold, 4),
-                "held_out": {
-                    "n": held_out.n,
-                    "accuracy": round(held_out.accuracy, 4),
-                    "precision": round(held_out.precision, 4),
-                    "recall": round(held_out.recall, 4),
-                    "false_positive_rate": round(held_out.false_positive_rate, 4),
-                },
-            }
+            self.dga, self.dga_report = _trained_dga(ref.dga_samples, cache_dir)
         self.timings["dga"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()

@@ -216,3 +216,40 @@ def test_real_reference_data(shared_data: Path) -> None:
         (T.DOMAIN, "paypa1.com"),
     }
     assert any("public-dns" in r for r in out.drops.counts)  # type: ignore[attr-defined]
+
+
+def _samples(path: Path) -> Path:
+    import random
+
+    rng = random.Random(7)
+    words = ["shop", "news", "mail", "cloud", "photo", "music", "travel", "bank", "game", "book"]
+    rows = []
+    for i in range(300):
+        rows.append(f"legit,alexa,{rng.choice(words)}{rng.choice(words)}{i % 10}.com")
+        label = "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(14))
+        rows.append(f"dga,testfam,{label}.net")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_the_dga_model_is_trained_once_and_then_read_from_the_cache(tmp_path: Path) -> None:
+    samples = _samples(tmp_path / "dga.csv")
+    settings = CondenseSettings(reference=ReferencePaths(dga_samples=samples))
+    cache = tmp_path / "cache"
+    first = Condenser(settings, now=NOW, cache_dir=cache)
+    assert first.dga is not None and first.dga_report["cached"] is False
+    assert first.dga_report["held_out"]["accuracy"] > 0.9
+    assert len(list(cache.iterdir())) == 2
+    second = Condenser(settings, now=NOW, cache_dir=cache)
+    assert second.dga_report["cached"] is True
+    assert second.dga is not None and second.dga.to_bytes() == first.dga.to_bytes()
+    # a damaged cache entry is retrained, not trusted
+    for f in cache.glob("*.model"):
+        f.write_bytes(b"\x00garbage")
+    third = Condenser(settings, now=NOW, cache_dir=cache)
+    assert third.dga_report["cached"] is False
+    assert third.dga is not None and third.dga.to_bytes() == first.dga.to_bytes()
+    # other samples, another entry
+    samples.write_text(samples.read_text() + "legit,alexa,onemore.com\n")
+    assert Condenser(settings, now=NOW, cache_dir=cache).dga_report["cached"] is False
+    assert len(list(cache.glob("*.model"))) == 2
