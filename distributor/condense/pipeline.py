@@ -415,27 +415,33 @@ class Condenser:
     # --- 3. score --------------------------------------------------------------------------
 
     def _score(self, out: Condensed, sightings: dict[Key, int], watched: frozenset[Key]) -> None:
-        cache: dict[tuple[Any, ...], Score] = {}
-        score = self.scorer.score
-        wanted = {out.routes.get(k, k) for k in watched}
+        # candidates sharing every signal share a score: score each combination once
+        population: dict[tuple[Any, ...], tuple[Signals, int]] = {}
+        combo: dict[Key, tuple[Any, ...]] = {}
         for key, m in out.candidates.items():
             seen = m.last_seen
             bucket = None if seen is None else int(seen.timestamp()) // _RECENCY_BUCKET_SECONDS
             hits = sightings.get(key, 0)
             ck = (len(m.vendors), m.confidence, m.category, bucket, m.covered, hits, m.statuses)
-            s = cache.get(ck)
-            if s is None:
-                s = cache[ck] = score(
-                    Signals(
-                        len(m.vendors),
-                        m.confidence,
-                        m.category,
-                        seen,
-                        max(1, m.covered),
-                        hits,
-                        m.statuses,
-                    )
+            combo[key] = ck
+            known = population.get(ck)
+            if known is None:
+                signals = Signals(
+                    len(m.vendors),
+                    m.confidence,
+                    m.category,
+                    seen,
+                    max(1, m.covered),
+                    hits,
+                    m.statuses,
                 )
+                population[ck] = (signals, 1)
+            else:
+                population[ck] = (known[0], known[1] + 1)
+        scores = self.scorer.score_all(population)
+        wanted = {out.routes.get(k, k) for k in watched}
+        for key, m in out.candidates.items():
+            s = scores[combo[key]]
             m.priority = s.priority
             m.score_value = s.value
             if key in wanted:

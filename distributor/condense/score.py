@@ -18,8 +18,19 @@ sightings       sensors' reported hits (issue 6 feeds them in): ``1 - 0.5 ** (hi
                 the weight of this term is renormalized away when no sightings are known.
 =============== ============================================================================
 
-``priority = round(255 * liveness * sum(w_i * s_i) / sum(w_i))``, 1..255 for anything that is
-listed at all (0 is reserved for "never seen"). Weights and parameters live in the feed
+Two ways to combine them (``[score] method``):
+
+* ``rank`` (the default): each signal is replaced by its mid-rank percentile among the
+  candidates of this build, mapped to a normal score; the weighted sum (scaled to unit
+  variance) is mapped back to 0..1 with the normal CDF. Feeds give signals with very skewed
+  distributions (99% of entries have one vendor, most are undated): on raw values a rare
+  second vendor moves an entry by a hair, on ranks it moves it past almost everything, which
+  is what rarity means. A signal that is the same for every candidate has no effect.
+* ``absolute``: the weighted mean of the raw 0..1 values above; an entry's score does not
+  depend on the others (for comparing lists built from different unions).
+
+``priority = round(255 * liveness * combined)``, 1..255 for anything that is listed at all
+(0 is reserved for "never seen"). Weights and parameters live in the feed
 config's ``[score]`` table (``ScoreConfig.from_mapping``); the defaults below are the
 documented ones. The components are kept (``Score``) so ``explain`` can show them.
 """
@@ -27,10 +38,13 @@ documented ones. The components are kept (``Score``) so ``explain`` can show the
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from statistics import NormalDist
 from types import MappingProxyType
+from typing import TypeVar
 
 from ..errors import ConfigError
 
@@ -64,6 +78,12 @@ LIVENESS: Mapping[str, float] = MappingProxyType({"online": 1.0, "offline": 0.6}
 UNKNOWN_LIVENESS = 0.85
 
 SECONDS_PER_DAY = 86_400.0
+METHODS = ("rank", "absolute")
+_NORMAL = NormalDist()
+_P_EPSILON = 1e-9
+
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +104,7 @@ class ScoreConfig:
     liveness_online: float = 1.0
     liveness_unknown: float = 0.85
     liveness_offline: float = 0.6
+    method: str = "rank"
 
     WEIGHTS = ("corroboration", "confidence", "recency", "severity", "breadth", "sightings")
 
@@ -102,6 +123,8 @@ class ScoreConfig:
             raise ConfigError("[score] breadth_cap: must be >= 1")
         if not self.sightings_half > 0:
             raise ConfigError("[score] sightings_half: must be > 0")
+        if self.method not in METHODS:
+            raise ConfigError(f"[score] method: must be one of {', '.join(METHODS)}")
         for name in ("liveness_online", "liveness_unknown", "liveness_offline"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 < value <= 1):
@@ -111,11 +134,16 @@ class ScoreConfig:
     def from_mapping(cls, raw: Mapping[str, object], where: str = "[score]") -> ScoreConfig:
         """Strict: an unknown key or a value of the wrong type is an error naming it."""
         known = {f.name: f for f in fields(cls)}
-        values: dict[str, float | int] = {}
+        values: dict[str, float | int | str] = {}
         for key, value in raw.items():
             f = known.get(key)
             if f is None:
                 raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+            if key == "method":
+                if not isinstance(value, str):
+                    raise ConfigError(f"{where} method: expected a string")
+                values[key] = value
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{where} {key}: expected a number, got {type(value).__name__}")
             if key == "breadth_cap":
@@ -221,3 +249,33 @@ class Scorer:
 
     def priority(self, s: Signals) -> int:
         return self.score(s).priority
+
+    def score_all(self, population: Mapping[K, tuple[Signals, int]]) -> dict[K, Score]:
+        """Scores for a whole build: ``population`` maps a key to its signals and how many
+        candidates share them. ``rank`` scores each key against the others (module docstring)."""
+        if self.config.method == "absolute":
+            return {k: self.score(s) for k, (s, _) in population.items()}
+        parts = {k: self.components(s) for k, (s, _) in population.items()}
+        total = sum(n for _, n in population.values())
+        z = dict.fromkeys(population, 0.0)
+        used = {n: w for n, w in self._weights.items() if w > 0}
+        for name, w in used.items():
+            counts: Counter[float] = Counter()
+            for k, (_, n) in population.items():
+                counts[parts[k][name]] += n
+            normal: dict[float, float] = {}
+            below = 0
+            for v in sorted(counts):
+                c = counts[v]
+                p = (below + c / 2) / total
+                below += c
+                normal[v] = _NORMAL.inv_cdf(min(max(p, _P_EPSILON), 1 - _P_EPSILON))
+            for k in population:
+                z[k] += w * normal[parts[k][name]]
+        scale = math.sqrt(sum(w * w for w in used.values())) or 1.0
+        out: dict[K, Score] = {}
+        for k, (s, _) in population.items():
+            live = self._liveness(s.statuses)
+            value = live * _NORMAL.cdf(z[k] / scale)
+            out[k] = Score(max(1, min(255, round(255 * value))), live, parts[k], value)
+        return out

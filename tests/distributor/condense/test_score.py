@@ -116,3 +116,42 @@ def test_liveness_multipliers_come_from_config() -> None:
     assert prio(online) > prio(BASE)
     with pytest.raises(ConfigError, match="liveness_offline: must be more than 0"):
         ScoreConfig.from_mapping({"liveness_offline": 0})
+
+
+def _population(signals: list[Signals]) -> dict[int, tuple[Signals, int]]:
+    return {i: (s, 1) for i, s in enumerate(signals)}
+
+
+def test_rank_scores_move_with_every_signal_against_the_population() -> None:
+    crowd = [replace(BASE, vendors=1, confidence=60) for _ in range(50)]
+    pop = _population([*crowd, replace(BASE, vendors=2), replace(BASE, category="c2")])
+    scores = Scorer(now=NOW).score_all(pop)
+    plain, two_vendors, c2 = scores[0], scores[50], scores[51]
+    assert two_vendors.value > plain.value and c2.value > plain.value
+    assert all(1 <= s.priority <= 255 for s in scores.values())
+    # rare is strong: one of 52 with a second vendor lands near the top
+    assert two_vendors.value > 0.6 > plain.value
+
+
+def test_a_signal_shared_by_everyone_changes_nothing_in_rank_mode() -> None:
+    a = [replace(BASE, vendors=v) for v in (1, 2, 3)]
+    b = [replace(s, confidence=99) for s in a]
+    sa = Scorer(now=NOW).score_all(_population(a))
+    sb = Scorer(now=NOW).score_all(_population(b))
+    assert [s.value for s in sa.values()] == pytest.approx([s.value for s in sb.values()])
+
+
+def test_counts_weigh_the_population() -> None:
+    lone = replace(BASE, vendors=2)
+    many = {0: (BASE, 1000), 1: (lone, 1)}
+    few = {0: (BASE, 1), 1: (lone, 1000)}
+    assert Scorer(now=NOW).score_all(many)[1].value > Scorer(now=NOW).score_all(few)[1].value
+
+
+def test_absolute_method_scores_each_entry_alone() -> None:
+    cfg = ScoreConfig.from_mapping({"method": "absolute"})
+    scorer = Scorer(cfg, now=NOW)
+    pop = _population([BASE, replace(BASE, vendors=3)])
+    assert scorer.score_all(pop)[0] == scorer.score(BASE)
+    with pytest.raises(ConfigError, match="method: must be one of rank, absolute"):
+        ScoreConfig.from_mapping({"method": "magic"})
