@@ -29,8 +29,10 @@ Two ways to combine them (``[score] method``):
 * ``absolute``: the weighted mean of the raw 0..1 values above; an entry's score does not
   depend on the others (for comparing lists built from different unions).
 
-``priority = round(255 * liveness * combined)``, 1..255 for anything that is listed at all
-(0 is reserved for "never seen"). Weights and parameters live in the feed
+In ``rank`` mode liveness (the feeds' online/offline status) is one more ranked signal
+(weight ``liveness``); in ``absolute`` mode it multiplies the mean. ``priority =
+round(255 * combined)``, 1..255 for anything that is listed at all (0 is reserved for "never
+seen"). Weights and parameters live in the feed
 config's ``[score]`` table (``ScoreConfig.from_mapping``); the defaults below are the
 documented ones. The components are kept (``Score``) so ``explain`` can show them.
 """
@@ -105,6 +107,9 @@ class ScoreConfig:
     liveness_unknown: float = 0.85
     liveness_offline: float = 0.6
     method: str = "rank"
+    #: in ``rank`` mode liveness is one more ranked signal with this weight (a multiplier on a
+    #: percentile would let any "online" entry jump most of the ranking)
+    liveness: float = 0.15
 
     WEIGHTS = ("corroboration", "confidence", "recency", "severity", "breadth", "sightings")
 
@@ -123,6 +128,8 @@ class ScoreConfig:
             raise ConfigError("[score] breadth_cap: must be >= 1")
         if not self.sightings_half > 0:
             raise ConfigError("[score] sightings_half: must be > 0")
+        if not (math.isfinite(self.liveness) and self.liveness >= 0):
+            raise ConfigError("[score] liveness: must be a number >= 0")
         if self.method not in METHODS:
             raise ConfigError(f"[score] method: must be one of {', '.join(METHODS)}")
         for name in ("liveness_online", "liveness_unknown", "liveness_offline"):
@@ -256,9 +263,13 @@ class Scorer:
         if self.config.method == "absolute":
             return {k: self.score(s) for k, (s, _) in population.items()}
         parts = {k: self.components(s) for k, (s, _) in population.items()}
+        for k, (s, _) in population.items():
+            parts[k]["liveness"] = self._liveness(s.statuses)
         total = sum(n for _, n in population.values())
         z = dict.fromkeys(population, 0.0)
         used = {n: w for n, w in self._weights.items() if w > 0}
+        if self.config.liveness > 0:
+            used["liveness"] = self.config.liveness
         for name, w in used.items():
             counts: Counter[float] = Counter()
             for k, (_, n) in population.items():
@@ -274,8 +285,7 @@ class Scorer:
                 z[k] += w * normal[parts[k][name]]
         scale = math.sqrt(sum(w * w for w in used.values())) or 1.0
         out: dict[K, Score] = {}
-        for k, (s, _) in population.items():
-            live = self._liveness(s.statuses)
-            value = live * _NORMAL.cdf(z[k] / scale)
-            out[k] = Score(max(1, min(255, round(255 * value))), live, parts[k], value)
+        for k in population:
+            value = _NORMAL.cdf(z[k] / scale)
+            out[k] = Score(max(1, min(255, round(255 * value))), 1.0, parts[k], value)
         return out

@@ -155,3 +155,15 @@ def test_absolute_method_scores_each_entry_alone() -> None:
     assert scorer.score_all(pop)[0] == scorer.score(BASE)
     with pytest.raises(ConfigError, match="method: must be one of rank, absolute"):
         ScoreConfig.from_mapping({"method": "magic"})
+
+
+def test_in_rank_mode_liveness_is_a_ranked_signal_not_a_multiplier() -> None:
+    crowd = [BASE] * 20
+    online_weak = replace(BASE, vendors=1, confidence=10, statuses=frozenset({"online"}))
+    strong = replace(BASE, vendors=3, confidence=95, category="c2")
+    scores = Scorer(now=NOW).score_all(_population([*crowd, online_weak, strong]))
+    assert scores[21].value > scores[20].value  # online alone does not jump the ranking
+    assert scores[20].components["liveness"] == 1.0
+    no_liveness = ScoreConfig.from_mapping({"liveness": 0})
+    flat = Scorer(no_liveness, now=NOW).score_all(_population([BASE, online_weak]))
+    assert flat[1].value < flat[0].value  # only its low confidence counts then
