@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from distributor.condense.pipeline import MERGED_REASONS
+
 HERE = Path(__file__).resolve().parent
 OUT = Path(os.environ.get("STOCKADE_DEMO_OUT", HERE / "out"))
 BIN = Path(sys.executable).parent
@@ -88,37 +90,13 @@ def main() -> int:
 
     step("2. Distributor: keys, feeds -> signed list for profile linux-sensor")
     run(BIN / "stockade-distributor", "keygen", "--dir", keys)
-    build = run(
-        BIN / "stockade-distributor",
-        "build",
-        "--config",
-        HERE / "feeds" / "feeds.toml",
-        "--profile",
-        PROFILE,
-        "--tenant",
-        TENANT,
-        "--keys",
-        keys,
-        "--out",
-        lists,
-        capture=True,
-    )
+    # build and explain take the same inputs: the same inputs give the same list
+    inputs = ("--config", HERE / "feeds" / "feeds.toml", "--profile", PROFILE)
+    inputs += ("--tenant", TENANT, "--keys", keys)
+    build = run(BIN / "stockade-distributor", "build", *inputs, "--out", lists, capture=True)
     print(build.stdout, end="")
     print("Why is a host of the exploit-kit campaign blocked? (stockade-distributor explain)")
-    why = run(
-        BIN / "stockade-distributor",
-        "explain",
-        "xktzjm.topcentc.top",
-        "--config",
-        HERE / "feeds" / "feeds.toml",
-        "--profile",
-        PROFILE,
-        "--tenant",
-        TENANT,
-        "--keys",
-        keys,
-        capture=True,
-    )
+    why = run(BIN / "stockade-distributor", "explain", "xktzjm.topcentc.top", *inputs, capture=True)
     print(why.stdout, end="")
     proc = run(
         BIN / "stockade-distributor",
@@ -255,8 +233,9 @@ def main() -> int:
         f"exception(s); {report['bundle_bytes']} bytes, signed, expires {report['expires']}"
     )
     for reason, n in report["dropped"].items():
+        verb = "merged" if reason in MERGED_REASONS else "left out"
         print(
-            f"  left out {n}: {reason} (e.g. {'; '.join(report['dropped_examples'].get(reason, []))})"
+            f"  {verb} {n}: {reason} (e.g. {'; '.join(report['dropped_examples'].get(reason, []))})"
         )
     packets = summary.get("packets", 0)
     events = {k.removeprefix("events."): v for k, v in summary.items() if k.startswith("events.")}
