@@ -449,9 +449,15 @@ class Condenser:
 
 
 def union_keys_for(text: str) -> list[Key]:
-    """Every union key an operator's ``explain`` argument can mean (name: domain or host)."""
+    """Every union key an operator's ``explain`` argument can mean, or be covered by.
+
+    The argument's own keys come first (a name: domain or host); then the broader entries a
+    feed may have listed that cover it: parent domains of a name (or of a URL's host), and
+    every CIDR from /8 (IPv4) or /16 (IPv6) that contains an address or prefix.
+    """
     from blocklist.names import (
         classify,
+        is_ip_literal,
         normalize_cidr,
         normalize_domain,
         normalize_ip,
@@ -459,15 +465,42 @@ def union_keys_for(text: str) -> list[Key]:
     )
 
     kind = classify(text)
+    keys: list[Key]
     if kind == "url":
-        return [(IndicatorType.URL, normalize_url(text, allow_internal=True))]
-    if kind == "cidr":
-        return [(IndicatorType.CIDR, normalize_cidr(text, allow_internal=True))]
-    if kind == "ip":
-        ip = normalize_ip(text, allow_internal=True)
-        return [(IndicatorType.IP, ip)]
+        url = normalize_url(text, allow_internal=True)
+        keys = [(IndicatorType.URL, url)]
+        host = split_url(url)[1]
+        if is_ip_literal(host):
+            return keys + _covering_cidrs(ipaddress.ip_network(host))
+        return [*keys, (IndicatorType.HOST, host), *_parent_domains(host, include_self=True)]
+    if kind in ("cidr", "ip"):
+        if kind == "cidr":
+            value = normalize_cidr(text, allow_internal=True)
+            keys = [(IndicatorType.CIDR, value)]
+        else:
+            value = normalize_ip(text, allow_internal=True)
+            keys = [(IndicatorType.IP, value)]
+        return keys + _covering_cidrs(ipaddress.ip_network(value, strict=False))
     name = normalize_domain(text, allow_public_suffix=True)
-    return [(IndicatorType.DOMAIN, name), (IndicatorType.HOST, name)]
+    return [(IndicatorType.DOMAIN, name), (IndicatorType.HOST, name), *_parent_domains(name)]
+
+
+def _parent_domains(name: str, *, include_self: bool = False) -> list[Key]:
+    reg = _registrable(name)
+    out: list[Key] = [(IndicatorType.DOMAIN, name)] if include_self else []
+    rest = name
+    while reg is not None and rest != reg and "." in rest:
+        rest = rest.split(".", 1)[1]
+        out.append((IndicatorType.DOMAIN, rest))
+    return out
+
+
+def _covering_cidrs(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[Key]:
+    shortest = 8 if net.version == 4 else 16
+    return [
+        (IndicatorType.CIDR, str(net.supernet(new_prefix=plen)))
+        for plen in range(net.prefixlen - 1, shortest - 1, -1)
+    ]
 
 
 def watch_list(keys: Iterable[Key]) -> frozenset[Key]:

@@ -217,7 +217,9 @@ def test_explain_json_for_an_address_an_allow_entry_and_an_unknown_name(
 ) -> None:
     assert main(explain(work, keys, "45.9.148.10", "--json")) == 0
     doc = json.loads(capsys.readouterr().out)
-    (finding,) = doc["findings"]
+    finding, covering = doc["findings"]  # the address itself, and the listed /24 around it
+    assert (finding["type"], covering["type"], covering["value"]) == ("ip", "cidr", "45.9.148.0/24")
+    assert covering["status"] == "in"
     assert finding["as_entry"] == {"type": "cidr", "value": "45.9.148.0/24"}
     assert finding["condensed"].startswith("aggregated into a covering CIDR")
     assert 1 <= finding["score"]["priority"] <= 255
@@ -231,8 +233,13 @@ def test_explain_json_for_an_address_an_allow_entry_and_an_unknown_name(
 
     assert main(explain(work, keys, "phish.evil-domain.com", "--json")) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["status"] == "not in any feed"
+    assert doc["status"] == "in"  # through the parent domain a feed lists
+    assert [(f["type"], f["value"]) for f in doc["findings"]] == [("domain", "evil-domain.com")]
     assert doc["sensor_match"]["entry"] == {"type": "domain", "value": "evil-domain.com"}
+
+    assert main(explain(work, keys, "nothing-listed.example.org", "--json")) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "not in any feed" and doc["sensor_match"] is None
 
 
 def test_explain_names_the_budget_that_pushed_an_entry_out(

@@ -186,9 +186,20 @@ def test_union_keys_for_an_explain_argument() -> None:
     assert union_keys_for("Evil.Example.COM") == [
         (T.DOMAIN, "evil.example.com"),
         (T.HOST, "evil.example.com"),
+        (T.DOMAIN, "example.com"),  # a parent a feed may list
     ]
-    assert union_keys_for("10.1.2.3") == [(T.IP, "10.1.2.3")]
-    assert union_keys_for("http://x.example.com/a") == [(T.URL, "http://x.example.com/a")]
+    ip_keys = union_keys_for("10.1.2.3")
+    assert ip_keys[0] == (T.IP, "10.1.2.3")
+    assert (T.CIDR, "10.1.2.0/24") in ip_keys and (T.CIDR, "10.0.0.0/8") in ip_keys
+    assert len(ip_keys) == 1 + 24  # /31 .. /8
+    assert union_keys_for("http://x.example.com/a") == [
+        (T.URL, "http://x.example.com/a"),
+        (T.HOST, "x.example.com"),
+        (T.DOMAIN, "x.example.com"),
+        (T.DOMAIN, "example.com"),
+    ]
+    v6 = union_keys_for("2a0b:f4c0:1::48")
+    assert (T.CIDR, "2a0b:f4c0:1::/48") in v6 and v6[-1] == (T.CIDR, "2a0b::/16")
 
 
 def test_real_reference_data(shared_data: Path) -> None:
