@@ -470,7 +470,7 @@ def select(
 
     # 3. redundancy: a tree of "nearest broader kept entry"
     domains = {m.value: m for m in kept if m.type is IndicatorType.DOMAIN}
-    cidrs = _CidrSet(m for m in kept if m.type is IndicatorType.CIDR)
+    cidrs = _CidrSet(() if scored else (m for m in kept if m.type is IndicatorType.CIDR))
     cover: dict[Key, Merged] = {}
     children: dict[Key, list[Merged]] = defaultdict(list)
     for m in kept:
@@ -481,7 +481,8 @@ def select(
                 parent = domains[host]
             else:
                 parent = next((domains[p] for p in _parents(host) if p in domains), None)
-        elif m.type in (IndicatorType.IP, IndicatorType.CIDR):
+        elif m.type in (IndicatorType.IP, IndicatorType.CIDR) and not scored:
+            # (the condenser's addresses are exactly aggregated: none lies inside another)
             parent = cidrs.cover(m.value, strict=m.type is IndicatorType.CIDR)
         if parent is not None:
             cover[m.key] = parent

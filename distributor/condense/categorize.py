@@ -167,7 +167,12 @@ class Categorizer:
         if urls:
             types |= {"url"}
         every_host = sorted(names | urls)
-        shared = {h: why for h in every_host if (why := self.reference.shared_host(h)) is not None}
+        shared: dict[str, str] = {}
+        services: dict[str, ServiceHit | None] = {}
+        for h in every_host:
+            why, services[h] = self.reference.shared_host_and_service(h, registrable)
+            if why is not None:
+                shared[h] = why
         url_only = tuple(sorted(shared))
 
         service = self.reference.service(registrable)
@@ -178,7 +183,7 @@ class Categorizer:
         if service is not None and not service.tenant:
             evidence.append(service.reason())
         else:
-            found = self._host_service(every_host)
+            found = self._host_service(every_host, services)
             if found is not None:
                 evidence.append(f"host {found[0]}: {found[1].reason()}")
         if evidence or shared:
@@ -223,11 +228,13 @@ class Categorizer:
             reasons.append(f"{foreign} names not under {registrable} ignored")
         return out
 
-    def _host_service(self, hosts: Iterable[str]) -> tuple[str, ServiceHit] | None:
+    def _host_service(
+        self, hosts: Iterable[str], known: dict[str, ServiceHit | None]
+    ) -> tuple[str, ServiceHit] | None:
         """The first listed host that is a known service's own host (``api.ipify.org`` under
         an otherwise unknown ``ipify.org``): that registrable is a service too."""
         for host in hosts:
-            hit = self.reference.service(host)
+            hit = known[host] if host in known else self.reference.service(host)
             if hit is not None and not hit.tenant:
                 return host, hit
         return None

@@ -591,18 +591,26 @@ class ReferenceData:
     def shared_host(self, host: str) -> str | None:
         """Why this exact host is shared by many users (so only a URL on it can be blocked),
         or None when blocking the host hurts no one but its owner."""
+        return self.shared_host_and_service(host)[0]
+
+    def shared_host_and_service(
+        self, host: str, registrable: str | None = None
+    ) -> tuple[str | None, ServiceHit | None]:
+        """``shared_host(host)`` and ``service(host)`` in one suffix walk; ``registrable``:
+        the host's registrable domain when the caller knows it (saves a PSL lookup)."""
         hit = self.service(host)
         if hit is not None and hit.shared_host:
-            return f"shared host of {hit.kind} {hit.suffix} ({hit.source})"
+            return f"shared host of {hit.kind} {hit.suffix} ({hit.source})", hit
         listed = self._popular_hosts.get(host)
         if listed is not None:
-            return f"popular host ({listed})"
-        registrable = registrable_domain(host) or host
+            return f"popular host ({listed})", hit
+        if registrable is None:
+            registrable = registrable_domain(host) or host
         if host in (registrable, f"www.{registrable}"):
             pop = self._popular.get(registrable)
             if pop is not None:
-                return f"front page of a popular site: {pop.reason()}"
-        return None
+                return f"front page of a popular site: {pop.reason()}", hit
+        return None, hit
 
     def allow_ranges(self) -> list[AllowRange]:
         """CDN, cloud, hosting, public DNS, sinkhole and parking ranges, organisations' ranges,
