@@ -37,7 +37,7 @@ from blocklist.names import split_url
 from blocklist.signing import PAYLOAD_LIST, Bundle, Envelope, Keyring
 
 from . import publish
-from .condense.score import LIVENESS, SEVERITY, UNKNOWN_LIVENESS
+from .condense.score import SEVERITY, liveness
 from .errors import DistributorError
 from .indicators import Indicator, IndicatorType
 from .keys import OnlineKeys
@@ -153,18 +153,12 @@ def priority(m: Merged) -> int:
     """
     severity = SEVERITY.get(m.category, 0.5)
     corroboration = 1.0 - 0.5 ** len(m.vendors)
-    if "online" in m.statuses:
-        liveness = LIVENESS["online"]
-    elif m.statuses and m.statuses <= {"offline"}:
-        liveness = LIVENESS["offline"]
-    else:
-        liveness = UNKNOWN_LIVENESS
     raw = (
         WEIGHT_CONFIDENCE * m.confidence / 100
         + WEIGHT_SEVERITY * severity
         + WEIGHT_CORROBORATION * corroboration
     )
-    return max(0, min(255, round(255 * raw * liveness)))
+    return max(0, min(255, round(255 * raw * liveness(m.statuses))))
 
 
 @dataclass
@@ -624,9 +618,7 @@ def protection_estimate(selection: Selection, candidate_mass: int) -> float:
     broader kept entry covers are still protected. Only what a profile limit pushed out counts.
     """
     d = selection.drops
-    on_purpose = sum(
-        m for r, m in d.priority_mass.items() if r.startswith("allow-listed") or "allow" in r
-    )
+    on_purpose = sum(m for r, m in d.priority_mass.items() if "allow" in r)
     lost = sum(m for r, m in d.priority_mass.items() if _is_capacity_drop(r))
     total = candidate_mass - on_purpose
     return 1.0 if total <= 0 else max(0.0, 1.0 - lost / total)

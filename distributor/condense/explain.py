@@ -45,8 +45,8 @@ def explain_result(result: BuildResult, keys: Sequence[Key]) -> dict[str, Any]:
             IndicatorType.HOST,
             IndicatorType.URL,
         ):
+            host = split_url(value)[1] if typ is IndicatorType.URL else value
             for reg, d in condensed.decisions.items():
-                host = value.split("/")[2] if typ is IndicatorType.URL else value
                 if host == reg or host.endswith("." + reg):
                     doc["category"] = {
                         "registrable": reg,

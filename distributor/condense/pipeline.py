@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -37,13 +37,22 @@ from typing import Any
 
 from blocklist.errors import InvalidIndicator
 from blocklist.fileio import write_atomic
-from blocklist.names import registrable_domain, split_url
+from blocklist.names import (
+    classify,
+    is_ip_literal,
+    normalize_cidr,
+    normalize_domain,
+    normalize_ip,
+    normalize_url,
+    registrable_domain,
+    split_url,
+)
 
 from ..build import Drops, Key, Merged
 from ..indicators import IndicatorType
 from ..profiles import CoarsenPolicy
 from . import ipagg
-from .allowlist import AllowReport, load_allow_files
+from .allowlist import load_allow_files
 from .categorize import CategorizeConfig, Categorizer, DomainDecision
 from .dga import FORMAT_VERSION as DGA_FORMAT_VERSION
 from .dga import DgaModel, SamplesUnreadable, evaluate, load_samples, split
@@ -270,6 +279,7 @@ class Condenser:
 
     def _names(self, names: list[Merged], out: Condensed, watched: frozenset[Key]) -> Counter[str]:
         groups: dict[str, list[Merged]] = defaultdict(list)
+        url_hosts_of: dict[str, list[str]] = defaultdict(list)
         decided: Counter[str] = Counter()
         for m in names:
             host = _host_of(m)
@@ -279,10 +289,12 @@ class Condenser:
                 self._route(out, m.key, m.key, watched)
                 continue
             groups[reg].append(m)
+            if m.type is IndicatorType.URL:
+                url_hosts_of[reg].append(host)
         for reg in sorted(groups):
             members = groups[reg]
             listed = [m.value for m in members if m.type is not IndicatorType.URL]
-            url_hosts = [_host_of(m) for m in members if m.type is IndicatorType.URL]
+            url_hosts = url_hosts_of.get(reg, [])
             types = {m.type.value for m in members}
             d = self.categorizer.decide(reg, listed, types, url_hosts)
             decided[f"{d.kind} -> {d.unit}"] += 1
@@ -455,15 +467,6 @@ def union_keys_for(text: str) -> list[Key]:
     feed may have listed that cover it: parent domains of a name (or of a URL's host), and
     every CIDR from /8 (IPv4) or /16 (IPv6) that contains an address or prefix.
     """
-    from blocklist.names import (
-        classify,
-        is_ip_literal,
-        normalize_cidr,
-        normalize_domain,
-        normalize_ip,
-        normalize_url,
-    )
-
     kind = classify(text)
     keys: list[Key]
     if kind == "url":
@@ -503,8 +506,4 @@ def _covering_cidrs(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[
     ]
 
 
-def watch_list(keys: Iterable[Key]) -> frozenset[Key]:
-    return frozenset(keys)
-
-
-__all__ = ["AllowReport", "Condensed", "Condenser", "union_keys_for", "watch_list"]
+__all__ = ["Condensed", "Condenser", "union_keys_for"]

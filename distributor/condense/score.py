@@ -75,9 +75,6 @@ SEVERITY: Mapping[str, float] = MappingProxyType(
         "unknown": 0.5,
     }
 )
-#: Liveness multipliers from a feed's own status field (URLhaus online/offline, Feodo status).
-LIVENESS: Mapping[str, float] = MappingProxyType({"online": 1.0, "offline": 0.6})
-UNKNOWN_LIVENESS = 0.85
 
 SECONDS_PER_DAY = 86_400.0
 METHODS = ("rank", "absolute")
@@ -162,6 +159,9 @@ class ScoreConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
+_DEFAULT = ScoreConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class Signals:
     """What the score reads about one entry (gathered by the condenser)."""
@@ -193,13 +193,14 @@ class Score:
         }
 
 
-def liveness(statuses: frozenset[str]) -> float:
-    """1.0 when any source says online, 0.6 when all say offline, 0.85 otherwise."""
+def liveness(statuses: frozenset[str], config: ScoreConfig = _DEFAULT) -> float:
+    """The feeds' status as a multiplier: ``online`` if any source says so, ``offline`` when
+    all say so, else ``unknown`` (the values come from ``config``)."""
     if "online" in statuses:
-        return LIVENESS["online"]
+        return config.liveness_online
     if statuses and statuses <= {"offline"}:
-        return LIVENESS["offline"]
-    return UNKNOWN_LIVENESS
+        return config.liveness_offline
+    return config.liveness_unknown
 
 
 class Scorer:
@@ -242,17 +243,9 @@ class Scorer:
     def score(self, s: Signals) -> Score:
         parts = self.components(s)
         mean = self._norm * sum(w * parts[n] for n, w in self._weights.items())
-        live = self._liveness(s.statuses)
+        live = liveness(s.statuses, self.config)
         value = live * mean
         return Score(max(1, min(255, round(255 * value))), live, parts, value)
-
-    def _liveness(self, statuses: frozenset[str]) -> float:
-        c = self.config
-        if "online" in statuses:
-            return c.liveness_online
-        if statuses and statuses <= {"offline"}:
-            return c.liveness_offline
-        return c.liveness_unknown
 
     def priority(self, s: Signals) -> int:
         return self.score(s).priority
@@ -264,7 +257,7 @@ class Scorer:
             return {k: self.score(s) for k, (s, _) in population.items()}
         parts = {k: self.components(s) for k, (s, _) in population.items()}
         for k, (s, _) in population.items():
-            parts[k]["liveness"] = self._liveness(s.statuses)
+            parts[k]["liveness"] = liveness(s.statuses, self.config)
         total = sum(n for _, n in population.values())
         z = dict.fromkeys(population, 0.0)
         used = {n: w for n, w in self._weights.items() if w > 0}
