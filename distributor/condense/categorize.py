@@ -150,6 +150,8 @@ class Categorizer:
         listed_hosts: Collection[str] = (),
         listed_types: Collection[str] = (),
         url_hosts: Collection[str] = (),
+        *,
+        every_reason: bool = True,
     ) -> DomainDecision:
         """Decide for one registrable domain.
 
@@ -157,6 +159,11 @@ class Categorizer:
         registrable itself included when listed); ``listed_types``: the indicator types seen
         under it (``domain``, ``host``, ``url``); ``url_hosts``: the hosts of its URL
         indicators. Names that are not ``registrable`` or below it are ignored.
+
+        ``every_reason=False`` gives the same kind and unit, but a domain no reference table
+        knows that a feed lists as a domain or host skips the signals that would only add
+        reasons (DGA score, typosquat, host count): a build decides millions of those, and
+        ``explain`` asks again with every reason.
         """
         reasons: list[str] = []
         names = self._under(registrable, listed_hosts, reasons)
@@ -166,6 +173,13 @@ class Categorizer:
             types |= {"host"} if types.isdisjoint(_NAME_TYPES) else frozenset()
         if urls:
             types |= {"url"}
+        if not every_reason and not self.reference.touches(registrable):
+            listed_as = sorted(types & _NAME_TYPES)
+            if listed_as:
+                reasons.append(self._never_popular)
+                reasons.extend(f"listed as {t}" for t in listed_as)
+                return DomainDecision(registrable, "dedicated", "registrable", tuple(reasons))
+            return self._unpopular(registrable, None, names, urls, types, reasons)
         every_host = sorted(names | urls)
         shared: dict[str, str] = {}
         services: dict[str, ServiceHit | None] = {}
@@ -201,15 +215,29 @@ class Categorizer:
 
         if service is not None:  # a tenant of a platform: judged as a site of its own
             reasons.append(service.reason())
+        return self._unpopular(registrable, service, names, urls, types, reasons)
+
+    @property
+    def _never_popular(self) -> str:
+        return (
+            "never seen popular" if self.reference.has_popularity else "no popularity data loaded"
+        )
+
+    def _unpopular(
+        self,
+        registrable: str,
+        service: ServiceHit | None,
+        names: set[str],
+        urls: set[str],
+        types: frozenset[str],
+        reasons: list[str],
+    ) -> DomainDecision:
+        """Dedicated when a strong signal says so or a feed lists it as a name, else URLs."""
         strong = self._strong_signals(registrable, service, names | urls, url_only=not names)
         listed_as = sorted(types & _NAME_TYPES)
         if strong or listed_as:
             reasons.extend(strong)
-            reasons.append(
-                "never seen popular"
-                if self.reference.has_popularity
-                else "no popularity data loaded"
-            )
+            reasons.append(self._never_popular)
             reasons.extend(f"listed as {t}" for t in listed_as)
             return DomainDecision(registrable, "dedicated", "registrable", tuple(reasons))
         reasons.append("only URLs on an unpopular host" if urls else "nothing listed")

@@ -296,9 +296,10 @@ class Condenser:
             listed = [m.value for m in members if m.type is not IndicatorType.URL]
             url_hosts = url_hosts_of.get(reg, [])
             types = {m.type.value for m in members}
-            d = self.categorizer.decide(reg, listed, types, url_hosts)
+            is_watched = bool(watched) and any(m.key in watched for m in members)
+            d = self.categorizer.decide(reg, listed, types, url_hosts, every_reason=is_watched)
             decided[f"{d.kind} -> {d.unit}"] += 1
-            if watched and any(m.key in watched for m in members):
+            if is_watched:
                 out.decisions[reg] = d
             why = "; ".join(d.reasons)
             if d.unit == "registrable":
@@ -430,10 +431,16 @@ class Condenser:
         # candidates sharing every signal share a score: score each combination once
         population: dict[tuple[Any, ...], tuple[Signals, int]] = {}
         combo: dict[Key, tuple[Any, ...]] = {}
+        buckets: dict[datetime, int] = {}  # feeds repeat their dates: convert each once
         for key, m in out.candidates.items():
             seen = m.last_seen
-            bucket = None if seen is None else int(seen.timestamp()) // _RECENCY_BUCKET_SECONDS
-            hits = sightings.get(key, 0)
+            if seen is None:
+                bucket = None
+            else:
+                bucket = buckets.get(seen)
+                if bucket is None:
+                    bucket = buckets[seen] = int(seen.timestamp()) // _RECENCY_BUCKET_SECONDS
+            hits = sightings.get(key, 0) if sightings else 0
             ck = (len(m.vendors), m.confidence, m.category, bucket, m.covered, hits, m.statuses)
             combo[key] = ck
             known = population.get(ck)

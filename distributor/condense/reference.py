@@ -467,6 +467,7 @@ class ReferenceData:
 
     __slots__ = (
         "_allow",
+        "_anchors",
         "_popular",
         "_popular_hosts",
         "_services",
@@ -488,6 +489,7 @@ class ReferenceData:
         self._popular_hosts = dict(popular_hosts)
         self._services = dict(services)
         self._allow = tuple(allow)
+        self._anchors: frozenset[str] | None = None
         self.notes: tuple[str, ...] = tuple(notes)
         self.report: ReferenceReport = report or ReferenceReport()
 
@@ -523,7 +525,7 @@ class ReferenceData:
         if cfg.org_ranges is not None:
             loader.org_ranges(cfg.org_ranges)
         loader.iana()
-        return cls(
+        data = cls(
             popular=loader.popular,
             popular_hosts=loader.popular_hosts,
             services=loader.services,
@@ -531,6 +533,8 @@ class ReferenceData:
             notes=loader.notes,
             report=ReferenceReport(tuple(s.freeze() for s in loader.sources)),
         )
+        data._anchor_set()  # a per-build cost: paid at load, not by the first decision
+        return data
 
     # questions
 
@@ -560,6 +564,31 @@ class ReferenceData:
     def has_popularity(self) -> bool:
         """False when no top list was loaded: "never seen popular" then means nothing."""
         return bool(self._popular)
+
+    def touches(self, registrable: str) -> bool:
+        """False when no table can say anything of ``registrable`` or a name below it:
+        ``service``, ``popularity`` and ``shared_host_and_service`` are then all None.
+
+        A table entry at or below a registrable domain is found under that domain; an entry
+        above one (``github.io``) is a suffix of it. A name whose public suffix has several
+        labels may be a tenant of a private suffix: True, the caller asks the long way.
+        """
+        dot = registrable.find(".")
+        suffix = registrable[dot + 1 :]
+        if dot < 0 or "." in suffix:
+            return True
+        anchors = self._anchors if self._anchors is not None else self._anchor_set()
+        return registrable in anchors or suffix in anchors
+
+    def _anchor_set(self) -> frozenset[str]:
+        """The registrable domain (or the name itself, above one) of every table entry."""
+        if self._anchors is None:
+            self._anchors = frozenset(
+                _registrable_or_self(name)
+                for table in (self._popular, self._popular_hosts, self._services)
+                for name in table
+            )
+        return self._anchors
 
     def service(self, name: str) -> ServiceHit | None:
         """The known service ``name`` (a canonical host or registrable domain) belongs to.
@@ -626,6 +655,13 @@ class ReferenceData:
             "services": len(self._services),
             "allow_ranges": len(self._allow),
         }
+
+
+def _registrable_or_self(name: str) -> str:
+    try:
+        return registrable_domain(name) or name
+    except InvalidIndicator:
+        return name
 
 
 def _hit(name: str, suffix: str, entry: _Entry) -> ServiceHit:

@@ -268,3 +268,52 @@ def test_dga_alone_does_not_widen_a_url_only_site(reference: ReferenceData) -> N
     # listed by name, the same score is a signal
     d = c.decide("reifenquick.de", ["reifenquick.de"], ["host"])
     assert (d.kind, d.unit) == ("dedicated", "registrable") and "dga score 0.80" in d.reasons
+
+
+def _decision_cases(
+    reference_names: list[str],
+) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """(registrable, listed names, types, URL hosts) around known and unknown names."""
+    from blocklist.names import registrable_domain
+
+    cases = []
+    regs = sorted({r for n in reference_names if (r := registrable_domain(n)) is not None})
+    regs += ["evil.github.io", "x.duckdns.org", "paypa1.com", "qzxkvw.com", "shop.co.uk"]
+    regs += ["never-popular-example.com", "a.bc", "unknown-site.ru"]
+    for reg in regs:
+        cases += [
+            (reg, [reg], ["domain"], []),
+            (reg, [f"www.{reg}", f"mail.{reg}"], ["host"], []),
+            (reg, [], ["url"], [reg]),
+            (reg, [], ["url"], [f"files.{reg}", f"www.{reg}"]),
+            (reg, [f"login.{reg}"], ["host", "url"], [f"cdn.{reg}"]),
+        ]
+    return cases
+
+
+@pytest.mark.shared
+def test_fast_decisions_match_the_full_ones(real: Categorizer) -> None:
+    """``every_reason=False`` skips signals only where they could not change the decision."""
+    ref = real.reference
+    known = [*ref.popular_domains()[:500], *sorted(ref._popular_hosts)[:300]]
+    known += sorted(ref._services)[::100]
+    cases = _decision_cases(known)
+    assert len(cases) > 2_000
+    untouched = 0
+    for reg, listed, types, urls in cases:
+        full = real.decide(reg, listed, types, urls)
+        fast = real.decide(reg, listed, types, urls, every_reason=False)
+        assert (fast.kind, fast.unit, fast.url_only_hosts) == (
+            full.kind,
+            full.unit,
+            full.url_only_hosts,
+        ), (reg, listed, types, urls, full, fast)
+        untouched += not ref.touches(reg)
+    assert untouched >= 10  # the fast path itself was taken
+
+
+def test_touches_finds_entries_below_and_above(reference: ReferenceData) -> None:
+    assert reference.touches("google.com")  # popular
+    assert reference.touches("x.github.io")  # a tenant of a private suffix: the long way
+    assert reference.touches("evil.co.uk")  # a suffix of several labels: the long way
+    assert not reference.touches("never-popular-example.com")
