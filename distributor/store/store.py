@@ -30,6 +30,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -676,7 +678,7 @@ def _sqlite_setup(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA journal_mode = WAL")
+            _wal_mode(cur)
             cur.execute("PRAGMA synchronous = NORMAL")
             # a 10M-row ingest grows the WAL past 1 GB; give that back after checkpoints
             cur.execute(f"PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT_BYTES}")
@@ -690,6 +692,24 @@ def _sqlite_setup(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _wal_mode(cur: Any) -> None:
+    """Switch a new database to WAL. SQLite does not call the busy handler for this switch:
+    while another opener of a brand-new file holds it, the pragma fails at once with
+    "database is locked"; so retry until the busy timeout, and skip it once the file is WAL."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
