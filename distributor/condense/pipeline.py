@@ -205,6 +205,10 @@ class Condenser:
         )
         self.notes += self.categorizer.notes
         self.scorer = Scorer(settings.score, now=now, has_sightings=has_sightings)
+        self._allow_indexes: dict[tuple[tuple[str, str, str], ...], ipagg.AllowIndex] = {}
+        t3 = time.perf_counter()
+        self._allow_index([])
+        self.timings["allow_index"] = time.perf_counter() - t3
         self.timings["setup"] = time.perf_counter() - t0
 
     # --- the run ---------------------------------------------------------------------
@@ -371,8 +375,7 @@ class Condenser:
         parsed = ipagg.from_text([m.value for m in members])
         for rejected in parsed.rejected:
             out.drops.add(f"bad address: {rejected.reason}", members[rejected.index])
-        allow_ranges = [*self.reference.allow_ranges(), *tenant_ranges]
-        index = ipagg.AllowIndex.build(allow_ranges)
+        index = self._allow_index(tenant_ranges)
         # aggregate first (columns, no object per input), then subtract: a removal still
         # names every indicator it took out through its members
         kept, removals = ipagg.subtract(ipagg.aggregate(parsed), index)
@@ -424,6 +427,18 @@ class Condenser:
                     out.drops.add("aggregated into a covering CIDR", m, value)
                 self._route(out, m.key, key, watched)
         return decisions
+
+    def _allow_index(self, tenant_ranges: list[AllowRange]) -> ipagg.AllowIndex:
+        """The reference ranges plus the tenant's, indexed once per tenant allow-list (the
+        reference alone is some 100k ranges: seconds to index, the same for every list)."""
+        key = tuple((str(r.network), r.source, r.kind) for r in tenant_ranges)
+        index = self._allow_indexes.get(key)
+        if index is None:
+            if len(self._allow_indexes) >= 64:  # many tenants: keep the memory bounded
+                self._allow_indexes.clear()
+            ranges = [*self.reference.allow_ranges(), *tenant_ranges]
+            index = self._allow_indexes[key] = ipagg.AllowIndex.build(ranges)
+        return index
 
     # --- 3. score --------------------------------------------------------------------------
 
