@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import math
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import aiohttp
@@ -30,8 +30,8 @@ from .config import ConfigError, DistributorConfig, Limits, SensorConfig, load_c
 from .decode import Decoder
 from .errors import SensorError
 from .events import Event
-from .match import Alert
 from .pcapfile import Frame, iter_capture
+from .sinks import SinkSet, build_sinks
 from .updater import ListHolder, Updater
 
 log = logging.getLogger("stockade.sensor")
@@ -134,27 +134,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --- run --------------------------------------------------------------------------------
 
 
-class AlertSink:
-    """JSON lines of alerts, to a file (appended, line-buffered) or stdout."""
+def _install_reopen(sinks: SinkSet) -> Callable[[], None]:
+    """SIGHUP (logrotate's postrotate) reopens alert files. The handler only sets a flag; the
+    next alert reopens from the main loop. Returns a function restoring the old handler."""
 
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self._out: IO[str] = (
-            sys.stdout if target == "-" else open(target, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-        )
-        self.count = 0
-        self.by_reason: list[str] = []
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        sinks.request_reopen()
 
-    def emit(self, alert: Alert) -> None:
-        self.count += 1
-        _write_json(self._out, alert.to_dict())
+    previous = signal.signal(signal.SIGHUP, on_hup)
 
-    def close(self) -> None:
-        if self._out is not sys.stdout:
-            self._out.close()
-        else:
-            with contextlib.suppress(BrokenPipeError):
-                self._out.flush()
+    def restore() -> None:
+        signal.signal(signal.SIGHUP, previous)
+
+    return restore
 
 
 def _merge(cfg: SensorConfig, args: argparse.Namespace) -> SensorConfig:
@@ -196,7 +188,7 @@ def _process(
     frames: Iterable[Frame],
     decoder: Decoder,
     holder: ListHolder,
-    sink: AlertSink,
+    sink: SinkSet,
     stats: Counter[str],
 ) -> None:
     for frame in frames:
@@ -204,7 +196,7 @@ def _process(
 
 
 def _handle(
-    frame: Frame, decoder: Decoder, holder: ListHolder, sink: AlertSink, stats: Counter[str]
+    frame: Frame, decoder: Decoder, holder: ListHolder, sink: SinkSet, stats: Counter[str]
 ) -> None:
     events: list[Event] = decoder.decode(frame)
     matcher = holder.matcher  # one read: a swap mid-frame cannot mix two lists
@@ -269,7 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             cfg.profile,
             timeout_seconds=cfg.distributor.timeout_seconds,
         )
-    sink = AlertSink(cfg.alerts)
+    sink = build_sinks(cfg.alerts, cfg.alert_sinks)
+    restore = _install_reopen(sink)
     decoder = Decoder()
     stats: Counter[str] = Counter()
     try:
@@ -278,7 +271,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         assert cfg.interface
         return asyncio.run(_run_live(cfg, updater, decoder, holder, sink, stats))
     finally:
+        restore()
         sink.close()
+        for name, value in sink.counters().items():
+            if ".sent" not in name:
+                log.warning("%s: %d", name, value)
 
 
 async def _run_pcap(
@@ -286,7 +283,7 @@ async def _run_pcap(
     updater: Updater | None,
     decoder: Decoder,
     holder: ListHolder,
-    sink: AlertSink,
+    sink: SinkSet,
     stats: Counter[str],
 ) -> int:
     if updater is not None:
@@ -299,10 +296,12 @@ async def _run_pcap(
     elif holder.state.is_stale():
         log.warning("STALE: the list in force has expired; still enforcing it")
     _process(iter_capture(pcap, decoder.counters), decoder, holder, sink, stats)
+    sink.close()  # drain network queues (bounded) so the summary says what was delivered
     summary = {
         "list_version": holder.version,
         "alerts": sink.count,
         **{k: v for k, v in sorted(stats.items())},
+        **sink.counters(),
         **{k: v for k, v in sorted(decoder.counters.items()) if v},
         **{k: v for k, v in sorted(holder.counters.items()) if v},
     }
@@ -315,7 +314,7 @@ async def _run_live(
     updater: Updater | None,
     decoder: Decoder,
     holder: ListHolder,
-    sink: AlertSink,
+    sink: SinkSet,
     stats: Counter[str],
 ) -> int:
     from .live import LiveCapture  # only live mode needs AF_PACKET and libpcap
@@ -324,6 +323,8 @@ async def _run_live(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # On the loop, not in a raw handler: reopen now, even if no alert comes for hours.
+    loop.add_signal_handler(signal.SIGHUP, sink.reopen)
     tasks: list[asyncio.Task[None]] = []
     if updater is not None:
         tasks.append(asyncio.create_task(updater.run(cfg.distributor.interval_seconds, stop)))
@@ -348,7 +349,9 @@ async def _run_live(
     stop.set()
     for t in tasks:
         await t
-    log.info("stopped: %s alerts; capture %s", sink.count, stats_line)
+    loop.remove_signal_handler(signal.SIGHUP)  # that leaves SIG_DFL (exit): flag handler again
+    _install_reopen(sink)
+    log.info("stopped: %s alerts; capture %s; sinks %s", sink.count, stats_line, sink.counters())
     return EXIT_OK
 
 
@@ -397,7 +400,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--state-dir", help="where the last good list is kept")
     r.add_argument("--pcap", help="replay this capture, then exit")
     r.add_argument("--interface", help="sniff this interface live")
-    r.add_argument("--alerts", help="alert output file (JSON lines), '-' for stdout")
+    r.add_argument(
+        "--alerts",
+        help="alert output file (JSON lines), '-' for stdout; reopened on SIGHUP. "
+        "Syslog and CEF sinks are [[alert_sinks]] in --config",
+    )
     r.add_argument(
         "--interval", type=_positive_seconds, help="seconds between list updates (live mode)"
     )

@@ -11,7 +11,14 @@ Example (``/etc/stockade/sensor.toml``)::
     trust = "/etc/stockade/root.pub"
     state_dir = "/var/lib/stockade"
     interface = "eth0"
-    alerts = "/var/log/stockade/alerts.jsonl"
+    alerts = "/var/log/stockade/alerts.jsonl"   # JSON lines; "-" is stdout
+
+    [[alert_sinks]]                 # any number; see docs/sensor-alerts.md
+    kind = "syslog"                 # jsonl | syslog | cef
+    transport = "tcp"               # udp | tcp | tls | file
+    host = "siem.example.net"
+    port = 514
+    facility = "local4"
 
     [distributor]
     url = "https://distributor.example.net:8750"
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +62,66 @@ class Limits:
     max_version_jump: int | None = None
 
 
+SINK_KINDS = ("cef", "jsonl", "syslog")
+TRANSPORTS = ("file", "tcp", "tls", "udp")
+#: Which transports each kind may use; the first is its default.
+KIND_TRANSPORTS = {"jsonl": ("file",), "syslog": ("udp", "tcp", "tls", "file")}
+KIND_TRANSPORTS["cef"] = KIND_TRANSPORTS["syslog"]
+FACILITY_NAMES = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+]
+DEFAULT_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
+#: RFC 5424 6.1: receivers SHOULD take 2048 octets; most take 8192 over TCP.
+DEFAULT_MAX_MESSAGE_BYTES = {"udp": 2048, "tcp": 8192, "tls": 8192}
+#: Below this a message with its structured data cannot be shortened into a valid one.
+MIN_MESSAGE_BYTES = 1024
+MAX_UDP_MESSAGE_BYTES = 65507  # largest IPv4 UDP payload
+MAX_STREAM_MESSAGE_BYTES = 1 * MiB
+MAX_QUEUE_MESSAGES = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    """One ``[[alert_sinks]]`` table; ``load_config`` fills transport, port and size."""
+
+    kind: str
+    name: str | None = None
+    transport: str | None = None
+    path: str | None = None
+    host: str | None = None
+    port: int | None = None
+    facility: str = "local0"
+    hostname: str | None = None
+    max_message_bytes: int | None = None
+    queue_messages: int = 10_000
+    timeout_seconds: float = 5.0
+    reconnect_max_seconds: float = 30.0
+    ca_file: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class SensorConfig:
     tenant: str | None = None
@@ -62,9 +129,10 @@ class SensorConfig:
     trust: str | None = None
     state_dir: str | None = None
     interface: str | None = None
-    alerts: str = "-"
+    alerts: str | None = None  # None: stdout, unless [[alert_sinks]] say where alerts go
     distributor: DistributorConfig = DistributorConfig()
     limits: Limits = Limits()
+    alert_sinks: tuple[SinkConfig, ...] = ()
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -80,6 +148,18 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "timeout_seconds": (int, float),
     "max_list_bytes": (int,),
     "max_version_jump": (int,),
+    "kind": (str,),
+    "name": (str,),
+    "transport": (str,),
+    "path": (str,),
+    "host": (str,),
+    "port": (int,),
+    "facility": (str,),
+    "hostname": (str,),
+    "max_message_bytes": (int,),
+    "queue_messages": (int,),
+    "reconnect_max_seconds": (int, float),
+    "ca_file": (str,),
 }
 
 
@@ -107,6 +187,84 @@ def _section(cls: type[Any], data: dict[str, Any], where: str, path: Path) -> di
     return out
 
 
+def check_sink(cfg: SinkConfig) -> SinkConfig:
+    """``cfg`` with transport, port and message size filled in; ``ValueError`` says what is
+    wrong (``load_config`` adds the file and the table)."""
+    if cfg.kind not in SINK_KINDS:
+        raise ValueError(f"kind {cfg.kind!r} is unknown (known: {', '.join(SINK_KINDS)})")
+    allowed = KIND_TRANSPORTS[cfg.kind]
+    transport = cfg.transport
+    if transport is None:
+        transport = "file" if cfg.path is not None else allowed[0]
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport {transport!r} is unknown (known: {', '.join(TRANSPORTS)})")
+    if transport not in allowed:
+        raise ValueError(
+            f"kind {cfg.kind!r} cannot use transport {transport!r} (use {', '.join(allowed)})"
+        )
+    if cfg.facility not in FACILITY_NAMES:
+        raise ValueError(
+            f"facility {cfg.facility!r} is unknown (known: {', '.join(FACILITY_NAMES)})"
+        )
+    if cfg.name is not None and not (
+        0 < len(cfg.name) <= 64
+        and all(c.isascii() and (c.isalnum() or c in "-_") for c in cfg.name)
+    ):
+        raise ValueError(f"name {cfg.name!r} must be 1..64 of letters, digits, '-' and '_'")
+    if cfg.hostname is not None and not (
+        0 < len(cfg.hostname) <= 255 and all(33 <= ord(c) <= 126 for c in cfg.hostname)
+    ):
+        raise ValueError(f"hostname {cfg.hostname!r} must be 1..255 printable ASCII, no spaces")
+    if cfg.queue_messages > MAX_QUEUE_MESSAGES:
+        raise ValueError(f"queue_messages must be at most {MAX_QUEUE_MESSAGES}")
+    if transport == "file":
+        if not cfg.path:
+            raise ValueError(f"transport 'file' needs a path (kind {cfg.kind!r})")
+        for key in ("host", "port", "max_message_bytes", "ca_file"):
+            if getattr(cfg, key) is not None:
+                raise ValueError(f"{key} has no meaning for transport 'file'")
+        return replace(cfg, transport=transport)
+    if cfg.path is not None:
+        raise ValueError(f"path has no meaning for transport {transport!r}")
+    if not cfg.host:
+        raise ValueError(f"transport {transport!r} needs a host")
+    if cfg.ca_file is not None and transport != "tls":
+        raise ValueError(f"ca_file has no meaning for transport {transport!r}")
+    port = cfg.port if cfg.port is not None else DEFAULT_PORTS[transport]
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1..65535, got {port}")
+    size = cfg.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES[transport]
+    top = MAX_UDP_MESSAGE_BYTES if transport == "udp" else MAX_STREAM_MESSAGE_BYTES
+    if not MIN_MESSAGE_BYTES <= size <= top:
+        raise ValueError(
+            f"max_message_bytes must be {MIN_MESSAGE_BYTES}..{top} for {transport}, got {size}"
+        )
+    return replace(cfg, transport=transport, port=port, max_message_bytes=size)
+
+
+def _sinks(value: Any, path: Path, alerts: str | None) -> tuple[SinkConfig, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"{path}: alert_sinks must be tables, written [[alert_sinks]]")
+    out: list[SinkConfig] = []
+    for i, table in enumerate(value):
+        where = f"alert_sinks[{i}]."
+        if "kind" not in table:
+            raise ConfigError(f"{path}: [[alert_sinks]] number {i + 1} needs a kind")
+        try:
+            out.append(check_sink(SinkConfig(**_section(SinkConfig, table, where, path))))
+        except ValueError as e:
+            raise ConfigError(f"{path}: [[alert_sinks]] number {i + 1}: {e}") from e
+    names = [s.name for s in out if s.name is not None]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: two [[alert_sinks]] are named {name!r}")
+    files = [s.path for s in out if s.transport == "file"] + ([alerts] if alerts else [])
+    for file in files:
+        if file != "-" and files.count(file) > 1:
+            raise ConfigError(f"{path}: two alert outputs write to the same file {file}")
+    return tuple(out)
+
+
 def load_config(path: Path) -> SensorConfig:
     try:
         data = tomllib.loads(path.read_text())
@@ -120,4 +278,6 @@ def load_config(path: Path) -> SensorConfig:
             if not isinstance(top[name], dict):
                 raise ConfigError(f"{path}: [{name}] must be a table")
             top[name] = cls(**_section(cls, top[name], f"{name}.", path))
+    if "alert_sinks" in top:
+        top["alert_sinks"] = _sinks(top["alert_sinks"], path, top.get("alerts"))
     return SensorConfig(**top)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from sensor.config import ConfigError, DistributorConfig, Limits, SensorConfig, load_config
+from sensor.config import (
+    ConfigError,
+    DistributorConfig,
+    Limits,
+    SensorConfig,
+    SinkConfig,
+    load_config,
+)
 
 GOOD = """\
 tenant = "acme"
@@ -156,3 +163,117 @@ def test_missing_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     with pytest.raises(ConfigError, match=r"absent\.toml"):
         load_config(path)
+
+
+# --- [[alert_sinks]] -------------------------------------------------------------------------
+
+SINKS = """\
+alerts = "/var/log/stockade/alerts.jsonl"
+
+[[alert_sinks]]
+kind = "syslog"
+name = "siem"
+transport = "tcp"
+host = "siem.example.net"
+facility = "local4"
+queue_messages = 500
+
+[[alert_sinks]]
+kind = "syslog"
+host = "192.0.2.9"
+
+[[alert_sinks]]
+kind = "cef"
+path = "/var/log/stockade/alerts.cef"
+
+[[alert_sinks]]
+kind = "cef"
+transport = "tls"
+host = "arcsight.example.net"
+ca_file = "/etc/stockade/siem-ca.pem"
+max_message_bytes = 16384
+"""
+
+
+def test_alert_sinks_load_with_their_defaults_filled_in(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, SINKS))
+    assert cfg.alerts == "/var/log/stockade/alerts.jsonl"
+    assert cfg.alert_sinks == (
+        SinkConfig(
+            kind="syslog",
+            name="siem",
+            transport="tcp",
+            host="siem.example.net",
+            port=514,
+            facility="local4",
+            max_message_bytes=8192,
+            queue_messages=500,
+        ),
+        SinkConfig(
+            kind="syslog", transport="udp", host="192.0.2.9", port=514, max_message_bytes=2048
+        ),
+        SinkConfig(kind="cef", transport="file", path="/var/log/stockade/alerts.cef"),
+        SinkConfig(
+            kind="cef",
+            transport="tls",
+            host="arcsight.example.net",
+            port=6514,
+            ca_file="/etc/stockade/siem-ca.pem",
+            max_message_bytes=16384,
+        ),
+    )
+
+
+def test_no_sinks_and_no_alerts_means_the_old_default(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, 'tenant = "acme"\n'))
+    assert (cfg.alerts, cfg.alert_sinks) == (None, ())
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[[alert_sinks]]\nkind = "syslog"\nhots = "x"\n', ["unknown key", "hots"]),
+        ('[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nport = 70000\n', ["port", "1..65535"]),
+        ('[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nport = 0\n', ["port", "positive"]),
+        ('[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nport = "514"\n', ["port", "int"]),
+        ('[[alert_sinks]]\nkind = "gelf"\nhost = "x"\n', ["kind", "gelf", "known"]),
+        ('[[alert_sinks]]\nkind = "syslog"\ntransport = "sctp"\nhost = "x"\n', ["sctp", "known"]),
+        ('[[alert_sinks]]\nkind = "jsonl"\ntransport = "udp"\nhost = "x"\n', ["jsonl", "udp"]),
+        ('[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nfacility = "local9"\n', ["local9"]),
+        ('[[alert_sinks]]\nkind = "syslog"\n', ["needs a host"]),
+        ('[[alert_sinks]]\nkind = "jsonl"\n', ["needs a path"]),
+        ('[[alert_sinks]]\nhost = "x"\n', ["needs a kind"]),
+        ('[[alert_sinks]]\nkind = "cef"\npath = "/x"\nhost = "y"\n', ["host", "file"]),
+        ('[[alert_sinks]]\nkind = "cef"\ntransport = "udp"\nhost = "y"\npath = "/x"\n', ["path"]),
+        ('[[alert_sinks]]\nkind = "cef"\nhost = "y"\nca_file = "/ca"\n', ["ca_file", "udp"]),
+        (
+            '[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nmax_message_bytes = 65536\n',
+            ["max_message_bytes", "65507"],
+        ),
+        (
+            '[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nmax_message_bytes = 100\n',
+            ["max_message_bytes", "1024"],
+        ),
+        ('[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nhostname = "a b"\n', ["hostname"]),
+        ('[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nname = "a/b"\n', ["name"]),
+        ('[[alert_sinks]]\nkind = "syslog"\nhost = "x"\nqueue_messages = -1\n', ["queue"]),
+        ('[alert_sinks]\nkind = "syslog"\n', ["[[alert_sinks]]"]),
+        ('alert_sinks = ["syslog"]\n', ["[[alert_sinks]]"]),
+        (
+            '[[alert_sinks]]\nkind="cef"\nname="a"\npath="/1"\n'
+            '[[alert_sinks]]\nkind="cef"\nname="a"\npath="/2"\n',
+            ["named", "'a'"],
+        ),
+        ('alerts = "/x"\n[[alert_sinks]]\nkind = "jsonl"\npath = "/x"\n', ["same file", "/x"]),
+    ],
+)
+def test_bad_alert_sinks_are_refused_clearly(tmp_path: Path, text: str, words: list[str]) -> None:
+    message = _refused(tmp_path, text)
+    for word in words:
+        assert word in message, message
+
+
+def test_the_second_bad_sink_is_named_by_its_number(tmp_path: Path) -> None:
+    text = '[[alert_sinks]]\nkind = "cef"\npath = "/x"\n[[alert_sinks]]\nkind = "cef"\nprot = 1\n'
+    message = _refused(tmp_path, text)
+    assert "alert_sinks[1]" in message and "prot" in message
