@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -26,10 +27,18 @@ from blocklist.errors import BlocklistError, ListRejected, MalformedArtifact
 from blocklist.signing import PublicKey
 from blocklist.trust import TrustedListState, TrustPolicy
 
-from .config import ConfigError, DistributorConfig, Limits, SensorConfig, load_config
+from .config import (
+    ConfigError,
+    DistributorConfig,
+    Limits,
+    SensorConfig,
+    load_config,
+    parse_listen,
+)
 from .decode import Decoder
 from .errors import SensorError
 from .events import Event
+from .metrics import ListInfo, Metrics, start_metrics_server
 from .pcapfile import Frame, iter_capture
 from .sinks import SinkSet, build_sinks
 from .updater import ListHolder, Updater
@@ -167,6 +176,7 @@ def _merge(cfg: SensorConfig, args: argparse.Namespace) -> SensorConfig:
         trust=args.trust or cfg.trust,
         state_dir=args.state_dir or cfg.state_dir,
         interface=args.interface or cfg.interface,
+        metrics=args.metrics or cfg.metrics,
         alerts=args.alerts or cfg.alerts,
         distributor=dist,
         limits=limits,
@@ -196,7 +206,12 @@ def _process(
 
 
 def _handle(
-    frame: Frame, decoder: Decoder, holder: ListHolder, sink: SinkSet, stats: Counter[str]
+    frame: Frame,
+    decoder: Decoder,
+    holder: ListHolder,
+    sink: SinkSet,
+    stats: Counter[str],
+    metrics: Metrics | None = None,
 ) -> None:
     events: list[Event] = decoder.decode(frame)
     matcher = holder.matcher  # one read: a swap mid-frame cannot mix two lists
@@ -205,7 +220,23 @@ def _handle(
     for event in events:
         for alert in matcher.match(event):
             stats[f"alerts.{alert.matched_on}"] += 1
+            if metrics is not None:
+                metrics.alert(alert.matched_on, alert.entry.category, alert.entry.action.label)
             sink.emit(alert)
+
+
+def _list_info(holder: ListHolder) -> ListInfo:
+    verified = holder.state.current
+    if verified is None or holder.matcher is None:
+        return ListInfo()
+    h = verified.blocklist.header
+    return ListInfo(
+        version=h.version,
+        entries=sum(h.counts.values()),
+        created=h.created.timestamp(),
+        expires=h.expires.timestamp(),
+        stale=holder.state.is_stale(),
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -331,6 +362,19 @@ async def _run_live(
     assert cfg.interface
     with LiveCapture(cfg.interface, reopen=True) as cap:
         log.info("capturing on %s", cfg.interface)
+        metrics_runner = None
+        metrics: Metrics | None = None
+        if cfg.metrics:
+            metrics = Metrics(
+                decoder_counters=lambda: decoder.counters,
+                list_info=lambda: _list_info(holder),
+                capture_stats=lambda: dataclasses.asdict(cap.stats),
+            )
+            if updater is not None:
+                updater.on_result = metrics.update_result
+            host, port = parse_listen(cfg.metrics)
+            metrics_runner = await start_metrics_server(metrics, host, port)
+            log.info("metrics on http://%s:%d/metrics", host, port)
         frames = cap.frames()
         while not stop.is_set():
             nxt = asyncio.ensure_future(anext(frames))
@@ -344,8 +388,10 @@ async def _run_live(
                 frame = nxt.result()
             except StopAsyncIteration:
                 break
-            _handle(frame, decoder, holder, sink, stats)
+            _handle(frame, decoder, holder, sink, stats, metrics)
         stats_line = cap.stats
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
     stop.set()
     for t in tasks:
         await t
@@ -409,6 +455,11 @@ def parser() -> argparse.ArgumentParser:
         "--interval", type=_positive_seconds, help="seconds between list updates (live mode)"
     )
     r.add_argument("--max-bytes", type=_positive_int, help="largest list accepted")
+    r.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on GET /metrics there (live mode), e.g. 127.0.0.1:9750",
+    )
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="check a signed list as this sensor would")

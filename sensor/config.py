@@ -133,6 +133,18 @@ class SensorConfig:
     distributor: DistributorConfig = DistributorConfig()
     limits: Limits = Limits()
     alert_sinks: tuple[SinkConfig, ...] = ()
+    #: HOST:PORT of the Prometheus endpoint (live mode), e.g. ``127.0.0.1:9750``; None: off
+    metrics: str | None = None
+
+
+def parse_listen(text: str, where: str = "metrics") -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` as (host, port); ``ConfigError`` names what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where}: expected HOST:PORT (port 1..65535), got {text!r}")
+    return host, int(port_text)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -142,6 +154,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "state_dir": (str,),
     "interface": (str,),
     "alerts": (str,),
+    "metrics": (str,),
     "url": (str,),
     "token_file": (str,),
     "interval_seconds": (int, float),
@@ -280,4 +293,6 @@ def load_config(path: Path) -> SensorConfig:
             top[name] = cls(**_section(cls, top[name], f"{name}.", path))
     if "alert_sinks" in top:
         top["alert_sinks"] = _sinks(top["alert_sinks"], path, top.get("alerts"))
+    if "metrics" in top:
+        parse_listen(top["metrics"], f"{path}: metrics")
     return SensorConfig(**top)

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +155,8 @@ class Updater:
         self._token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.max_bytes = holder.state.policy.max_bundle_bytes
+        #: called with each result's status (the metrics endpoint counts them)
+        self.on_result: Callable[[str], None] | None = None
 
     def __repr__(self) -> str:  # the token never appears in logs
         return f"Updater(url={self.url!r})"
@@ -223,6 +226,8 @@ class Updater:
         async with aiohttp.ClientSession() as session:
             while not stop.is_set():
                 result = await self.fetch_once(session)
+                if self.on_result is not None:
+                    self.on_result(result.status)
                 level = (
                     logging.INFO
                     if result.status in ("updated", "not_modified")

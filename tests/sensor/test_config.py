@@ -13,6 +13,7 @@ from sensor.config import (
     SensorConfig,
     SinkConfig,
     load_config,
+    parse_listen,
 )
 
 GOOD = """\
@@ -277,3 +278,15 @@ def test_the_second_bad_sink_is_named_by_its_number(tmp_path: Path) -> None:
     text = '[[alert_sinks]]\nkind = "cef"\npath = "/x"\n[[alert_sinks]]\nkind = "cef"\nprot = 1\n'
     message = _refused(tmp_path, text)
     assert "alert_sinks[1]" in message and "prot" in message
+
+
+def test_metrics_listen_address(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, 'metrics = "127.0.0.1:9750"\n'))
+    assert cfg.metrics == "127.0.0.1:9750"
+    assert parse_listen("[::1]:9750") == ("::1", 9750)
+
+
+@pytest.mark.parametrize("value", ["9750", "127.0.0.1:", "127.0.0.1:0", "host:70000", ":80"])
+def test_bad_metrics_addresses_are_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="metrics: expected HOST:PORT"):
+        load_config(_write(tmp_path, f'metrics = "{value}"\n'))

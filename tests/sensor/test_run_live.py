@@ -158,7 +158,8 @@ def test_sensor_runs_live_with_a_distributor(namespaces: tuple[str, str], tmp_pa
              "--distributor", f"http://127.0.0.1:{port}", "--token-file", str(tmp_path / "token"),
              "--trust", str(keys_dir / "root.pub"), "--tenant", "acme", "--profile", "linux-sensor",
              "--state-dir", str(tmp_path / "state"), "--interface", iface,
-             "--alerts", str(alerts), "--interval", "30"],
+             "--alerts", str(alerts), "--interval", "30",
+             "--metrics", f"127.0.0.1:{port + 1 if port < 65535 else port - 1}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         saved = tmp_path / "state" / "list.stockade"
@@ -177,6 +178,25 @@ def test_sensor_runs_live_with_a_distributor(namespaces: tuple[str, str], tmp_pa
         assert {r["event"]["kind"] for r in records} == {"dns_query"}
         assert records[0]["event"]["src"] == "192.0.2.2"
         assert records[0]["list_version"] == 1
+
+        # the Prometheus endpoint, scraped from inside the namespace it listens in
+        mport = port + 1 if port < 65535 else port - 1
+        scrape = subprocess.run(
+            ["ip", "netns", "exec", ns_a, sys.executable, "-c",
+             "import urllib.request,sys;"
+             f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:{mport}/metrics',"
+             "timeout=5).read().decode())"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout  # fmt: skip
+        lines = set(scrape.splitlines())
+        assert "stockade_sensor_list_version 1" in lines
+        assert "stockade_sensor_list_loaded 1" in lines
+        assert 'stockade_sensor_update_last_result{result="updated"} 1' in lines
+        assert any(
+            line.startswith('stockade_sensor_alerts_total{action="block",category="c2"')
+            for line in lines
+        ), scrape
+        assert any(line.startswith("stockade_sensor_kernel_drops_total ") for line in lines)
 
         sensor.send_signal(signal.SIGTERM)
         _, err = sensor.communicate(timeout=15)
