@@ -369,6 +369,7 @@ async def _run_live(
                 decoder_counters=lambda: decoder.counters,
                 list_info=lambda: _list_info(holder),
                 capture_stats=lambda: dataclasses.asdict(cap.stats),
+                sink_stats=lambda: [(k.name, *k.stats.snapshot()) for k in sink.sinks],
             )
             if updater is not None:
                 updater.on_result = metrics.update_result

@@ -14,7 +14,8 @@ the reasons are the fixed counter names of ``sensor.counters``, never packet dat
 ``list_version``, ``list_entries``, ``list_created_timestamp_seconds``, ``list_age_seconds``,
 ``list_expires_timestamp_seconds``, ``list_stale`` (0/1), ``list_loaded`` (0/1),
 ``update_last_timestamp_seconds``, ``update_last_result{result}`` (1 for the last result, 0 for
-the others), ``update_results_total{result}``, ``sink_errors_total{sink,reason}``.
+the others), ``update_results_total{result}``,
+``sink_messages_total{sink,outcome,reason}`` (outcome sent, dropped or error).
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def render(families: Iterable[Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: (sink name, messages sent, dropped by reason, errors by reason)
+SinkCounts = tuple[str, int, Mapping[str, int], Mapping[str, int]]
+
+
 @dataclass(frozen=True, slots=True)
 class ListInfo:
     """What the scrape says about the list in force (None fields: no list loaded)."""
@@ -117,15 +122,16 @@ class Metrics:
         decoder_counters: Callable[[], Mapping[str, int]],
         list_info: Callable[[], ListInfo],
         capture_stats: Callable[[], Mapping[str, int]] | None = None,
+        sink_stats: Callable[[], Iterable[SinkCounts]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._decoder_counters = decoder_counters
         self._list_info = list_info
         self._capture_stats = capture_stats
+        self._sink_stats = sink_stats
         self._clock = clock
         self.alerts: Counter[tuple[str, str, str]] = Counter()
         self.update_results: Counter[str] = Counter()
-        self.sink_errors: Counter[tuple[str, str]] = Counter()
         self.last_update: tuple[str, float] | None = None
 
     # fed by the run loop
@@ -136,9 +142,6 @@ class Metrics:
     def update_result(self, result: str) -> None:
         self.update_results[result] += 1
         self.last_update = (result, self._clock())
-
-    def sink_error(self, sink: str, reason: str) -> None:
-        self.sink_errors[(sink, reason)] += 1
 
     # scraped
 
@@ -210,9 +213,14 @@ class Metrics:
             when.add(self.last_update[1])
             out.append(when)
 
-        sinks = Family("sink_errors_total", "counter", "Alert sink failures by sink and reason.")
-        for (sink, reason), n in sorted(self.sink_errors.items()):
-            sinks.add(n, sink=sink, reason=reason)
+        sinks = Family(
+            "sink_messages_total", "counter", "Alert messages by sink: sent, dropped, error."
+        )
+        for name, sent, dropped, errors in self._sink_stats() if self._sink_stats else ():
+            sinks.add(sent, sink=name, outcome="sent", reason="")
+            for outcome, table in (("dropped", dropped), ("error", errors)):
+                for reason, n in table.items():
+                    sinks.add(n, sink=name, outcome=outcome, reason=reason)
         out.append(sinks)
         return out
 

@@ -161,6 +161,12 @@ class SinkStats:
             self._log_every_seconds,
         )
 
+    def snapshot(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Sent, dropped by reason, errors by reason, read at one instant (the metrics scrape
+        runs on another thread than the senders)."""
+        with self._lock:
+            return self.sent, dict(self.dropped), dict(self.errors)
+
     def counters(self) -> dict[str, int]:
         with self._lock:
             out = {f"sinks.{self.name}.sent": self.sent}

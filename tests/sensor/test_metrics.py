@@ -72,6 +72,7 @@ def fed() -> tuple[Metrics, Decoder]:
         decoder_counters=lambda: decoder.counters,
         list_info=lambda: ListInfo(version=9, entries=1, created=NOW - 90, expires=NOW + 10),
         capture_stats=lambda: {"kernel_drops": 3, "received": 40, "reopens": 1},
+        sink_stats=lambda: [("siem", 5, {"queue_full": 2}, {"connection refused": 1})],
         clock=lambda: NOW,
     )
     frames = [
@@ -85,7 +86,6 @@ def fed() -> tuple[Metrics, Decoder]:
                 metrics.alert(alert.matched_on, alert.entry.category, alert.entry.action.label)
     metrics.update_result("failed")
     metrics.update_result("updated")
-    metrics.sink_error("syslog-tcp", "connection refused")
     return metrics, decoder
 
 
@@ -122,8 +122,16 @@ def test_every_line_is_valid_exposition_and_counts_are_the_decoders(
     assert last[(label("result", "failed"),)] == 0
     assert got["stockade_sensor_update_results_total"][(label("result", "failed"),)] == 1
     assert got["stockade_sensor_update_last_timestamp_seconds"][()] == NOW
-    errors = got["stockade_sensor_sink_errors_total"]
-    assert errors == {(label("reason", "connection refused"), label("sink", "syslog-tcp")): 1}
+    sinks = got["stockade_sensor_sink_messages_total"]
+    assert sinks == {
+        (label("outcome", "sent"), label("reason", ""), label("sink", "siem")): 5,
+        (label("outcome", "dropped"), label("reason", "queue_full"), label("sink", "siem")): 2,
+        (
+            label("outcome", "error"),
+            label("reason", "connection refused"),
+            label("sink", "siem"),
+        ): 1,
+    }
 
 
 def test_no_list_loaded_says_so_without_list_gauges() -> None:
