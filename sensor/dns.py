@@ -10,7 +10,9 @@ Compression is refused unless it points strictly backwards, each hop before the 
 (dnspython's rule), which makes loops impossible by construction. A refused pointer is
 reported as ``dns.pointer_loop`` when it targets an offset this name was already read from,
 else ``dns.forward_pointer`` or ``dns.bad_pointer``. ``allow_forward_pointers`` accepts forward
-pointers (some resolvers do) with the same loop check and a hop limit instead.
+pointers (some resolvers do) with the same loop check. Either way a name may follow at most
+``MAX_POINTER_HOPS`` pointers (``dns.too_many_pointers``): a deep backward chain terminates, but
+one read for each of hundreds of records would cost quadratic time.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ __all__ = [
 
 MAX_NAME_WIRE_BYTES: Final = 255  # RFC 1035 2.3.4, counting length octets and the root
 MAX_LABEL_BYTES: Final = 63
-MAX_POINTER_HOPS: Final = 64  # only reachable with forward pointers allowed
+MAX_POINTER_HOPS: Final = 64  # pointers followed for one name, in either mode
 MAX_QUESTIONS: Final = 64  # more than this is junk, not a query (mDNS asks a handful)
 MAX_ANSWERS: Final = 512
 
@@ -203,11 +205,12 @@ def read_name(data: bytes, pos: int, allow_forward_pointers: bool = False) -> tu
             after = pos + 2
         if target in seen:
             raise MalformedPacket("dns.pointer_loop", pos)
-        if allow_forward_pointers:
-            hops += 1
-            if hops > MAX_POINTER_HOPS:
-                raise MalformedPacket("dns.too_many_pointers", pos)
-        elif target >= limit:
+        hops += 1
+        if hops > MAX_POINTER_HOPS:
+            # Backward-only chains end, but a long one read for each of hundreds of records
+            # would cost quadratic time: compressors never chain more than a few hops.
+            raise MalformedPacket("dns.too_many_pointers", pos)
+        if not allow_forward_pointers and target >= limit:
             reason = "dns.forward_pointer" if target > pos else "dns.bad_pointer"
             raise MalformedPacket(reason, pos)
         limit = target

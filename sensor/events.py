@@ -2,7 +2,8 @@
 
 Every event carries the packet's addressing (``ts``, ``src``, ``dst``, ``sport``, ``dport``,
 ``transport``) and ``name``: the thing a blocklist is matched against, in lowercase A-label
-form without a trailing dot. ``to_dict`` gives a flat, JSON-able dict shaped like a Zeek log
+form without a trailing dot; ``name_unicode`` is the same name in U-label form for people
+(equal to ``name`` unless it has ``xn--`` labels). ``to_dict`` gives a flat, JSON-able dict shaped like a Zeek log
 line (scalars and lists of scalars only), so alerts and telemetry can serialize it as is.
 """
 
@@ -90,6 +91,7 @@ class DnsAnswer(_Common):
     rcode: int
     rcode_name: str
     answers: tuple[DnsRecord, ...]
+    name_unicode: str = ""  # empty: same as name (events built before the field existed)
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -112,6 +114,7 @@ class DnsAnswer(_Common):
             answer_names=[r.name for r in self.answers],
             answer_types=[r.rtype_name for r in self.answers],
             ttls=[r.ttl for r in self.answers],
+            name_unicode=self.name_unicode or self.name,
         )
         return d
 
@@ -126,6 +129,7 @@ class HttpRequest(_Common):
     path: str
     url: str
     user_agent: str
+    name_unicode: str = ""  # empty: same as name
 
     def to_dict(self) -> dict[str, object]:
         d = self._common(self.kind)
@@ -135,21 +139,33 @@ class HttpRequest(_Common):
             path=self.path,
             url=self.url,
             user_agent=self.user_agent,
+            name_unicode=self.name_unicode or self.name,
         )
         return d
 
 
 @dataclass(frozen=True, slots=True)
 class TlsClientHello(_Common):
-    """A TLS ClientHello with a server_name; ``sni`` as sent, ``name`` normalized."""
+    """A TLS ClientHello with a server_name; ``sni`` as sent, ``name`` normalized.
+
+    ``transport`` is ``tcp``, or ``quic`` for a hello decrypted from a QUIC Initial. ``ech``:
+    the hello offers Encrypted Client Hello, so ``sni`` is the outer (public) name.
+    """
 
     kind: ClassVar[str] = "tls_sni"
     sni: str
     tls_version: str
+    ech: bool = False
+    name_unicode: str = ""  # empty: same as name
 
     def to_dict(self) -> dict[str, object]:
         d = self._common(self.kind)
-        d.update(sni=self.sni, tls_version=self.tls_version)
+        d.update(
+            sni=self.sni,
+            tls_version=self.tls_version,
+            ech=self.ech,
+            name_unicode=self.name_unicode or self.name,
+        )
         return d
 
 

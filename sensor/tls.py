@@ -5,10 +5,12 @@ them in sequence order) and answers ``None`` while more are needed. A ClientHell
 several records and a record several segments; both are handled. Only the client's first
 handshake message is read: ServerHello, certificates and everything after are not our business.
 
-Out of scope for now, with a place kept for them: SSLv2-compatible hellos (first byte 0x80,
-no SNI possible anyway), QUIC Initial packets (UDP, the same ClientHello inside CRYPTO frames
-once decrypted with the version's initial secret: ``parse_client_hello_body`` is the entry
-point they will share), and ECH (the outer SNI is the public name; the inner one is encrypted).
+QUIC Initial packets carry the same ClientHello in CRYPTO frames (``sensor.quic`` decrypts
+them and calls ``parse_client_hello_body``). With ECH (extension 0xfe0d) the SNI on the wire is
+the outer, public name and the real one is encrypted: the outer name is reported and the hello
+flagged ``ech``. (Browsers send a GREASE ECH extension when they have no ECH config, so the flag
+means "ECH offered", not "the name is hidden".) SSLv2-compatible hellos (first byte 0x80, no
+extensions, so no SNI possible) are recognized and refused as ``tls.sslv2_hello``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sensor.wire import Cursor
 __all__ = [
     "ClientHello",
     "looks_like_handshake",
+    "looks_like_sslv2_hello",
     "parse_client_hello",
     "parse_client_hello_body",
 ]
@@ -32,6 +35,11 @@ CONTENT_HANDSHAKE: Final = 0x16
 HANDSHAKE_CLIENT_HELLO: Final = 1
 EXT_SERVER_NAME: Final = 0
 EXT_SUPPORTED_VERSIONS: Final = 43
+EXT_ENCRYPTED_CLIENT_HELLO: Final = 0xFE0D
+SSL2_CLIENT_HELLO: Final = 1
+# Versions an SSLv2-format CLIENT-HELLO may announce: SSL 2.0, and SSL 3.0 to TLS 1.2 clients
+# that open with the v2 format for compatibility (RFC 5246 E.2).
+SSL2_HELLO_VERSIONS: Final = frozenset({0x0002, 0x0300, 0x0301, 0x0302, 0x0303})
 SNI_HOST_NAME: Final = 0
 MAX_RECORD_BYTES: Final = 16384 + 2048  # TLSCiphertext limit; plaintext hellos are smaller
 
@@ -39,6 +47,18 @@ MAX_RECORD_BYTES: Final = 16384 + 2048  # TLSCiphertext limit; plaintext hellos 
 def looks_like_handshake(buf: bytes | bytearray) -> bool:
     """A TLS handshake record header: 0x16, then version 3.0-3.4 (SSL 3.0 to TLS 1.3 drafts)."""
     return len(buf) >= 3 and buf[0] == CONTENT_HANDSHAKE and buf[1] == 3 and buf[2] <= 4
+
+
+def looks_like_sslv2_hello(buf: bytes | bytearray) -> bool:
+    """An SSLv2-format CLIENT-HELLO: 2-byte header with the high bit set, type 1, a version."""
+    if len(buf) < 5 or not buf[0] & 0x80:
+        return False
+    length = ((buf[0] & 0x7F) << 8) | buf[1]
+    return (
+        length >= 9
+        and buf[2] == SSL2_CLIENT_HELLO
+        and ((buf[3] << 8) | buf[4]) in SSL2_HELLO_VERSIONS
+    )
 
 
 def _is_grease(version: int) -> bool:
@@ -50,6 +70,7 @@ class ClientHello:
     legacy_version: int
     server_name: bytes | None
     supported_versions: tuple[int, ...]
+    ech: bool = False  # an encrypted_client_hello extension: server_name is the outer name
 
     @property
     def version_text(self) -> str:
@@ -71,11 +92,12 @@ class ClientHello:
 class _Found:
     """What the extension walk has read so far (kept when a cut interrupts it)."""
 
-    __slots__ = ("server_name", "versions")
+    __slots__ = ("ech", "server_name", "versions")
 
     def __init__(self) -> None:
         self.server_name: bytes | None = None
         self.versions: tuple[int, ...] = ()
+        self.ech = False
 
 
 def _extensions(cur: Cursor, found: _Found) -> None:
@@ -94,6 +116,8 @@ def _extensions(cur: Cursor, found: _Found) -> None:
                 count = cur.u8()
                 with cur.restrict(count):
                     found.versions = tuple(cur.u16() for _ in range(count // 2))
+            elif ext_type == EXT_ENCRYPTED_CLIENT_HELLO:
+                found.ech = True
 
 
 def parse_client_hello_body(body: bytes, partial: bool = False) -> ClientHello:
@@ -126,17 +150,20 @@ def parse_client_hello_body(body: bytes, partial: bool = False) -> ClientHello:
     else:
         with cur.restrict(ext_total):
             _extensions(cur, found)
-    return ClientHello(legacy_version, found.server_name, found.versions)
+    return ClientHello(legacy_version, found.server_name, found.versions, found.ech)
 
 
 def parse_client_hello(stream: bytes, partial: bool = False) -> ClientHello | None:
     """The ClientHello at the start of a TLS stream, or ``None`` when more bytes are needed.
 
     Raises ``MalformedPacket``: ``tls.not_client_hello`` when the first handshake message is
-    something else (the server's side, a renegotiation), ``tls.not_handshake`` /
+    something else (the server's side, a renegotiation), ``tls.sslv2_hello`` for an
+    SSLv2-format hello (valid, but it cannot name a server), ``tls.not_handshake`` /
     ``tls.bad_record_version`` / ``tls.bad_record_length`` for a stream that is not TLS.
     ``partial=True`` (the buffer bound is reached) parses what there is rather than waiting.
     """
+    if looks_like_sslv2_hello(stream):
+        raise MalformedPacket("tls.sslv2_hello", 0)
     handshake = bytearray()
     pos = 0
     end = len(stream)

@@ -97,6 +97,15 @@ def test_forward_pointer_loops_caught_when_allowed() -> None:
     assert reason(header() + chain, allow_forward_pointers=True) == "dns.too_many_pointers"
 
 
+def test_deep_backward_chains_are_refused_too() -> None:
+    # Each pointer goes back to the one before it: it ends, but 100 hops is no real name.
+    chain = b"\x00" + ptr(12) + b"".join(ptr(13 + 2 * i) for i in range(99))
+    top = 12 + len(chain) - 2
+    assert reason(header() + chain, top) == "dns.too_many_pointers"
+    # 60 hops (under the limit) are still read.
+    assert read_name(header() + chain, 13 + 2 * 59)[0] == ""
+
+
 def test_each_pointer_must_go_before_the_previous_one() -> None:
     # dnspython's rule: every hop goes further back than the previous one.
     data = header() + b"\x01x\x00" + b"\x00" * 5 + b"\x01y" + ptr(14)

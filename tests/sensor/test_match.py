@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -210,6 +211,13 @@ def test_url_entries_do_not_match_other_paths_or_hosts(
     matcher: Matcher, host: str, path: str
 ) -> None:
     assert matcher.match(http(host, path)) == []
+
+
+def test_quic_sni_alerts_like_tls_sni(matcher: Matcher) -> None:
+    event = dataclasses.replace(hello("API.evil.com".lower()), transport="quic", ech=True)
+    alert = only(matcher.match(event))
+    assert (alert.entry, alert.matched_on, alert.indicator) == (EVIL, "sni", "api.evil.com")
+    assert alert.to_dict()["event"]["transport"] == "quic"
 
 
 def test_sni_alerts(matcher: Matcher) -> None:

@@ -399,8 +399,6 @@ HTTP_ADJUST = {
     "domainator-dataset/malware_recordings/saitama/saitama_handshake-fakenet_240223.pcapng": -60,
 }
 SNI_ADJUST = {
-    # QUIC Initial packets are out of scope for now.
-    "suricata-verify/tests/quic-ietf/input.pcap": -1,
     # Two ClientHellos in one connection: we read the first (the one a server acts on).
     "suricata-verify/tests/tls-duplicate-hello/input.pcap": -1,
     # MANIFEST says 1, but tshark 4.0 finds no TLS in this file (all HTTP on port 80).

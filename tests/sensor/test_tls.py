@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from sensor.decode import Decoder, DecoderConfig
 from sensor.errors import MalformedPacket
 from sensor.events import TlsClientHello
-from sensor.tls import ClientHello, looks_like_handshake, parse_client_hello
+from sensor.tls import (
+    ClientHello,
+    looks_like_handshake,
+    looks_like_sslv2_hello,
+    parse_client_hello,
+)
 from tests.sensor.builders import TcpFlow, client_hello, split, without_connects
 
 
@@ -103,6 +108,27 @@ def test_partial_parse_keeps_sni_read_before_the_cut() -> None:
     # Cut inside the supported_versions extension (after the SNI).
     hello = parse_client_hello(raw[:-3], partial=True)
     assert hello is not None and hello.name == "early.example"
+
+
+def test_ech_extension_sets_the_flag() -> None:
+    hello = parse_client_hello(client_hello(b"public.example", ech=True))
+    assert hello is not None
+    assert (hello.name, hello.ech) == ("public.example", True)
+    plain = parse_client_hello(client_hello(b"public.example"))
+    assert plain is not None
+    assert plain.ech is False
+
+
+def test_sslv2_hello_is_recognized() -> None:
+    # 2-byte header with the high bit, CLIENT-HELLO (1), version 3.1, then lengths.
+    v2 = bytes.fromhex("802e0103010015000000100700c0") + b"\x00" * 32
+    assert looks_like_sslv2_hello(v2)
+    assert not looks_like_sslv2_hello(client_hello())
+    assert not looks_like_sslv2_hello(b"\x80\x2e\x02\x03\x01")  # not a CLIENT-HELLO
+    assert not looks_like_sslv2_hello(b"\x80\x2e\x01\x07\x07")  # no such version
+    with pytest.raises(MalformedPacket) as info:
+        parse_client_hello(v2)
+    assert info.value.reason == "tls.sslv2_hello"
 
 
 def test_looks_like_handshake() -> None:
