@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,12 +21,17 @@ from typing import Any
 import msgpack
 
 from .errors import ArtifactTooLarge, MalformedArtifact, UnsupportedFormat
+from .fingerprint import bloom_bits_for, build_name_tables, to_wire
 
 KiB = 1024
 MiB = 1024 * KiB
 
 FORMAT_NAME = "stockade-list"
-FORMAT_VERSION = 1
+#: Written by ``to_bytes``. Format 1 (rows as a msgpack array, no name tables) is still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: The signed name tables of format 2 (``blocklist.fingerprint``), in wire order.
+INDEX_KEYS = ("bloom_bits", "bloom", "domain_fp", "domain_at", "host_fp", "host_at", "other_at")
 #: Decoders refuse anything larger unless told otherwise; the trust layer sets its own limit.
 DEFAULT_MAX_LIST_BYTES = 256 * MiB
 MAX_VALUE_CHARS = 4096
@@ -182,7 +188,11 @@ class BlockList:
 
     # -- encoding ------------------------------------------------------------------------
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, format_version: int = FORMAT_VERSION) -> bytes:
+        """The canonical encoding (same list, same bytes); ``format_version=1`` writes the
+        older layout, for sensors not yet upgraded and for tests of the format 1 reader."""
+        if format_version not in READABLE_VERSIONS:
+            raise ValueError(f"cannot write list format {format_version}")
         categories: dict[str, int] = {}
         sources: dict[str, int] = {}
         rows: list[list[Any]] = []
@@ -192,8 +202,28 @@ class BlockList:
             rows.append([int(e.type), e.value, int(e.action), e.priority, cat, src])
         if len(categories) > MAX_TABLE_ENTRIES or len(sources) > MAX_TABLE_ENTRIES:
             raise ValueError("too many distinct categories or sources for one list")
+        head = self._head(list(categories), list(sources))
+        if format_version == 1:
+            v1: bytes = msgpack.packb([FORMAT_NAME, 1, head, rows], use_bin_type=True)
+            return v1
+        packer = msgpack.Packer(use_bin_type=True)
+        parts: list[bytes] = []
+        offsets: list[int] = []
+        at = 0
+        for row in rows:
+            packed = packer.pack(row)
+            offsets.append(at)
+            parts.append(packed)
+            at += len(packed)
+        index = encode_index(self.entries, offsets)
+        out: bytes = msgpack.packb(
+            [FORMAT_NAME, 2, head, b"".join(parts), index], use_bin_type=True
+        )
+        return out
+
+    def _head(self, categories: list[str], sources: list[str]) -> dict[str, Any]:
         h = self.header
-        head = {
+        return {
             "tenant": h.tenant,
             "profile": h.profile,
             "version": h.version,
@@ -201,11 +231,9 @@ class BlockList:
             "expires": int(h.expires.timestamp()),
             "key_id": h.key_id,
             "counts": dict(sorted(h.counts.items())),
-            "categories": list(categories),
-            "sources": list(sources),
+            "categories": categories,
+            "sources": sources,
         }
-        out: bytes = msgpack.packb([FORMAT_NAME, FORMAT_VERSION, head, rows], use_bin_type=True)
-        return out
 
     @classmethod
     def from_bytes(cls, data: bytes, *, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> BlockList:
@@ -218,21 +246,29 @@ class BlockList:
             raise MalformedArtifact(f"list: trailing bytes after the list body: {e}") from e
         except (ValueError, msgpack.UnpackException, TypeError) as e:
             raise MalformedArtifact(f"list: not valid msgpack: {e}") from e
-        _require(
-            isinstance(obj, list) and len(obj) == 4,
-            "list",
-            "expected [name, version, header, entries]",
-        )
-        name, version, head, rows = obj
-        if name != FORMAT_NAME:
-            raise UnsupportedFormat(f"list: format name {name!r}, expected {FORMAT_NAME!r}")
-        if type(version) is not int or version != FORMAT_VERSION:  # True == 1.0 == 1
-            raise UnsupportedFormat(
-                f"list: format version {version!r}, this code reads {FORMAT_VERSION}"
+        version = check_framing(obj)
+        if version == 1:
+            _, _, head, rows = obj
+            header, categories, sources = _decode_header(head)
+            _require(isinstance(rows, list), "list.entries", "expected an array")
+            entries = tuple(_decode_entry(i, r, categories, sources) for i, r in enumerate(rows))
+        else:
+            _, _, head, blob, index = obj
+            header, categories, sources = _decode_header(head)
+            _require(isinstance(blob, bytes), "list.entries", "expected a byte string of rows")
+            offsets, entries = _decode_row_blob(blob, categories, sources)
+            _require(
+                isinstance(index, dict) and list(index) == list(INDEX_KEYS),
+                "list.index",
+                f"expected a map with the keys {list(INDEX_KEYS)} in that order",
             )
-        header, categories, sources = _decode_header(head)
-        _require(isinstance(rows, list), "list.entries", "expected an array")
-        entries = tuple(_decode_entry(i, r, categories, sources) for i, r in enumerate(rows))
+            # every table is checked against the rows: a list this verifies is exactly one
+            # a distributor would have written for these entries
+            _require(
+                index == encode_index(entries, offsets),
+                "list.index",
+                "the name tables do not match the rows",
+            )
         try:
             return cls(header, entries)
         except ValueError as e:
@@ -241,6 +277,104 @@ class BlockList:
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+def check_framing(obj: object) -> int:
+    """The format version of a decoded list object, once its outer shape is right."""
+    _require(
+        isinstance(obj, list) and len(obj) in (4, 5),
+        "list",
+        "expected [name, version, header, entries] or [name, version, header, rows, index]",
+    )
+    assert isinstance(obj, list)
+    name, version = obj[0], obj[1]
+    if name != FORMAT_NAME:
+        raise UnsupportedFormat(f"list: format name {name!r}, expected {FORMAT_NAME!r}")
+    if type(version) is not int or version not in READABLE_VERSIONS:  # True == 1.0 == 1
+        raise UnsupportedFormat(
+            f"list: format version {version!r}, this code reads {list(READABLE_VERSIONS)}"
+        )
+    expected = 4 if version == 1 else 5
+    _require(
+        len(obj) == expected,
+        "list",
+        f"format {version} has {expected} fields, got {len(obj)}",
+    )
+    return version
+
+
+def encode_index(entries: Sequence[Entry], offsets: Sequence[int]) -> dict[str, Any]:
+    """The format 2 name tables of ``entries`` whose rows start at ``offsets``."""
+    domains: list[tuple[str, int]] = []
+    hosts: list[tuple[str, int]] = []
+    other: list[int] = []
+    for e, at in zip(entries, offsets, strict=True):
+        if e.type is EntryType.DOMAIN:
+            domains.append((e.value, at))
+        elif e.type is EntryType.HOST:
+            hosts.append((e.value, at))
+        else:
+            other.append(at)
+    t = build_name_tables(domains, hosts)
+    return {
+        "bloom_bits": t.bloom_bits,
+        "bloom": t.bloom,
+        "domain_fp": to_wire(t.domain_fp),
+        "domain_at": to_wire(t.domain_at),
+        "host_fp": to_wire(t.host_fp),
+        "host_at": to_wire(t.host_at),
+        "other_at": to_wire(array("I", other)),
+    }
+
+
+def _bin_bytes(n: int) -> int:
+    """Encoded size of an ``n``-byte msgpack bin."""
+    return n + (2 if n <= 0xFF else 3 if n <= 0xFFFF else 5)
+
+
+def index_encoded_size(n_domain: int, n_host: int, n_other: int) -> int:
+    """Bytes the format 2 name tables take for these entry counts (``BundleSizer`` adds it
+    up while selecting, without building them)."""
+    bits = bloom_bits_for(n_domain + n_host)
+    keys = sum(len(msgpack.packb(k)) for k in INDEX_KEYS)
+    return (
+        1  # a map of 7 keys
+        + keys
+        + len(msgpack.packb(bits))
+        + _bin_bytes(bits // 8)
+        + _bin_bytes(8 * n_domain)
+        + _bin_bytes(4 * n_domain)
+        + _bin_bytes(8 * n_host)
+        + _bin_bytes(4 * n_host)
+        + _bin_bytes(4 * n_other)
+    )
+
+
+def _decode_row_blob(
+    blob: bytes, categories: Sequence[str], sources: Sequence[str]
+) -> tuple[list[int], tuple[Entry, ...]]:
+    """Every row of a format 2 row string, strictly, with the offset where each starts."""
+    unpacker = msgpack.Unpacker(
+        raw=False, strict_map_key=True, use_list=True, max_buffer_size=max(1, len(blob))
+    )
+    unpacker.feed(blob)
+    offsets: list[int] = []
+    entries: list[Entry] = []
+    while True:
+        at = unpacker.tell()
+        if at >= len(blob):
+            break
+        try:
+            row = unpacker.unpack()
+        except msgpack.OutOfData as e:
+            raise MalformedArtifact(f"list.entries: row at byte {at} is cut short") from e
+        except (ValueError, msgpack.UnpackException, TypeError) as e:
+            raise MalformedArtifact(
+                f"list.entries: row at byte {at}: not valid msgpack: {e}"
+            ) from e
+        offsets.append(at)
+        entries.append(_decode_entry(len(entries), row, categories, sources))
+    return offsets, tuple(entries)
 
 
 _HEADER_KEYS = frozenset(

@@ -23,10 +23,11 @@ Expiry rules use an injected clock so tests can travel in time.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from .artifact import BlockList, MiB
+from .artifact import BlockList, Header, MiB
+from .compact import CompactList
 from .errors import (
     BadSignature,
     Expired,
@@ -66,12 +67,28 @@ class TrustPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A list that passed every rule, with the keyring that vouched for it."""
+    """A list that passed every rule, with the keyring that vouched for it.
 
-    blocklist: BlockList
+    ``compact`` holds it compactly (rows decoded when read: what a sensor enforces);
+    ``blocklist`` decodes and checks every row once, for tools and tests, and raises
+    ``MalformedArtifact`` if any row is bad.
+    """
+
+    compact: CompactList
     keyring: Keyring
     signed_by: tuple[str, ...]
     size: int
+    _full: list[BlockList] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def header(self) -> Header:
+        return self.compact.header
+
+    @property
+    def blocklist(self) -> BlockList:
+        if not self._full:
+            self._full.append(self.compact.to_blocklist())
+        return self._full[0]
 
 
 class TrustedListState:
@@ -105,7 +122,7 @@ class TrustedListState:
 
     @property
     def held_version(self) -> int:
-        held = self.current.blocklist.header.version if self.current else 0
+        held = self.current.header.version if self.current else 0
         return max(held, self.floor_version)
 
     def check(self, data: bytes) -> Verified:
@@ -124,7 +141,7 @@ class TrustedListState:
         again in case another list was committed in between.
         """
         held = self.held_version
-        version = verified.blocklist.header.version
+        version = verified.header.version
         if held and version <= held:
             raise Rollback(f"list version {version} is not newer than the held version {held}")
         self.keyring = verified.keyring
@@ -186,8 +203,8 @@ class TrustedListState:
             what="list",
         )
         # 7. parse only what verified
-        blocklist = BlockList.from_bytes(payload, max_bytes=pol.max_bundle_bytes)
-        h = blocklist.header
+        held_list = CompactList.from_bytes(payload, max_bytes=pol.max_bundle_bytes)
+        h = held_list.header
         # 8. the header names a key that signed it
         if h.key_id not in signed_by:
             raise BadSignature(f"list header names key {h.key_id[:16]}, which did not sign it")
@@ -221,7 +238,7 @@ class TrustedListState:
                 f"list version {h.version} jumps {h.version - held} past the held {held} "
                 f"(limit {pol.max_version_jump})"
             )
-        return Verified(blocklist, keyring, signed_by, len(data))
+        return Verified(held_list, keyring, signed_by, len(data))
 
     def restore(self, data: bytes) -> Verified:
         """Re-load the list this sensor saved to disk itself, e.g. after a restart.
@@ -240,4 +257,4 @@ class TrustedListState:
         if self.current is None:
             return True
         now = self.clock()
-        return self.current.blocklist.header.expires <= now or self.current.keyring.expires <= now
+        return self.current.header.expires <= now or self.current.keyring.expires <= now

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from blocklist.artifact import Action, BlockList, Entry, EntryType
+from blocklist.artifact import Action, BlockList, Entry, EntryType, index_encoded_size
 from blocklist.names import split_url
 from blocklist.signing import PAYLOAD_LIST, Bundle, Envelope, Keyring
 
@@ -273,8 +273,9 @@ class BundleSizer:
         envelope = Envelope.sign(PAYLOAD_LIST, payload, [keys.signing])
         env_bytes = envelope.to_bytes()
         bundle = Bundle(keys.keyring, envelope).to_bytes()
-        # the empty list holds 4 empty containers of one byte each: counts, 2 tables, rows
-        self._list_fixed = len(payload) - 4
+        # the empty list holds 3 empty containers of one byte each (counts, 2 tables), an
+        # empty row string and the name tables of no entries
+        self._list_fixed = len(payload) - 3 - _bin_header(0) - index_encoded_size(0, 0, 0)
         self._env_fixed = len(env_bytes) - len(payload) - _bin_header(len(payload))
         self._bundle_fixed = len(bundle) - len(env_bytes) - _bin_header(len(env_bytes))
         self.categories: dict[str, int] = {}
@@ -329,9 +330,11 @@ class BundleSizer:
             + _container_header(ncat)
             + _container_header(nsrc)
             + table_bytes
-            + _container_header(rows)
+            + _bin_header(row_bytes)
             + row_bytes
         )
+        names = counts.get("domain", 0), counts.get("host", 0)
+        size += index_encoded_size(*names, rows - sum(names))
         size += self._env_fixed + _bin_header(size)
         return self._bundle_fixed + _bin_header(size) + size
 

@@ -123,13 +123,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.held_version:
             state.floor_version = args.held_version
         verified = state.check(data)
+        verified.blocklist  # noqa: B018 - verify decodes and checks every row, as a sensor may later
     except MalformedArtifact as e:
         print(f"REJECTED ({type(e).__name__}): {e}", file=sys.stderr)
         return EXIT_MALFORMED
     except ListRejected as e:
         print(f"REJECTED ({type(e).__name__}): {e}", file=sys.stderr)
         return EXIT_REJECTED
-    h = verified.blocklist.header
+    h = verified.header
     counts = ", ".join(f"{n} {t}" for t, n in sorted(h.counts.items())) or "no entries"
     print(
         f"OK: tenant {h.tenant}, profile {h.profile}, version {h.version}, {counts}; "
@@ -229,7 +230,7 @@ def _list_info(holder: ListHolder) -> ListInfo:
     verified = holder.state.current
     if verified is None or holder.matcher is None:
         return ListInfo()
-    h = verified.blocklist.header
+    h = verified.header
     return ListInfo(
         version=h.version,
         entries=sum(h.counts.values()),
@@ -271,8 +272,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 log.info(
                     "loaded list %s version %d (%d entries)",
                     args.list,
-                    v.blocklist.header.version,
-                    len(v.blocklist.entries),
+                    v.header.version,
+                    len(v.compact),
                 )
         except (BlocklistError, OSError) as e:
             log.error("list %s refused: %s: %s", args.list, type(e).__name__, e)

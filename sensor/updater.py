@@ -81,8 +81,8 @@ class ListHolder:
         self._swap(verified, data)
         log.info(
             "enforcing saved list version %d (%d entries)%s",
-            verified.blocklist.header.version,
-            len(verified.blocklist.entries),
+            verified.header.version,
+            len(verified.compact),
             "; it is STALE (expired)" if self.state.is_stale() else "",
         )
         return verified
@@ -131,9 +131,9 @@ class ListHolder:
         return etag
 
     def _swap(self, verified: Verified, data: bytes) -> None:
-        bl = verified.blocklist
+        bl = verified.compact
         # Build fully, then replace one reference: readers see the old or the new matcher.
-        self.matcher = Matcher(Index(bl.entries), bl.header.version)
+        self.matcher = Matcher(Index(bl), bl.header.version)
         self._held_sha256 = hashlib.sha256(data).digest()
 
 
@@ -219,7 +219,7 @@ class Updater:
                 "failed", f"could not save the list: {_describe(e)}", self.holder.version
             )
         counters["update.updated"] += 1
-        return UpdateResult("updated", version=verified.blocklist.header.version)
+        return UpdateResult("updated", version=verified.header.version)
 
     async def run(self, interval_seconds: float, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; log every outcome; keep the last good list."""

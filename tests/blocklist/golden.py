@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from blocklist.artifact import Action, BlockList, Entry, EntryType
+from blocklist.artifact import FORMAT_VERSION, Action, BlockList, Entry, EntryType
 from blocklist.signing import (
     PAYLOAD_LIST,
     Bundle,
@@ -24,7 +24,8 @@ from blocklist.signing import (
 )
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-GOLDEN_LIST = "list-v1.stockade"
+GOLDEN_LIST = "list-v1.stockade"  # list format 1 (still read by every sensor)
+GOLDEN_LIST_V2 = "list-v2.stockade"  # list format 2 (written today)
 GOLDEN_ROOT_PUB = "root.pub.pem"
 
 TENANT = "acme"
@@ -108,19 +109,21 @@ def make_bundle(
     *,
     list_signers: Sequence[PrivateKey] | None = None,
     root_signers: Sequence[PrivateKey] = (ROOT,),
+    format_version: int = FORMAT_VERSION,
 ) -> bytes:
     """A bundle signed the way a distributor signs it (or, with other signers, as told)."""
     bl = blocklist if blocklist is not None else make_list()
     kr = keyring if keyring is not None else make_keyring()
     signers = list_signers if list_signers is not None else (ONLINE,)
-    list_env = Envelope.sign(PAYLOAD_LIST, bl.to_bytes(), signers)
+    list_env = Envelope.sign(PAYLOAD_LIST, bl.to_bytes(format_version), signers)
     return Bundle(sign_keyring(kr, root_signers), list_env).to_bytes()
 
 
 def build_golden() -> dict[str, bytes]:
     """File name -> the bytes this generator produces for it."""
     return {
-        GOLDEN_LIST: make_bundle(make_list(1), make_keyring(1)),
+        GOLDEN_LIST: make_bundle(make_list(1), make_keyring(1), format_version=1),
+        GOLDEN_LIST_V2: make_bundle(make_list(1), make_keyring(1), format_version=2),
         GOLDEN_ROOT_PUB: ROOT.public.to_pem(),
     }
 

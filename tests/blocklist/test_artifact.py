@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,12 +22,16 @@ from blocklist.artifact import (
     EntryType,
     Header,
 )
+from blocklist.compact import CompactList
 from blocklist.errors import ArtifactTooLarge, MalformedArtifact, UnsupportedFormat
 
 from .golden import CREATED, EXPIRES, golden_entries, make_list
 
 GOOD = make_list(3)
 GOOD_BYTES = GOOD.to_bytes()
+#: The scenario table below mutates format 1's plain row array; format 2 gets it too, through
+#: ``_row`` (rows re-encoded into the row string), plus its own table.
+GOOD_V1_BYTES = GOOD.to_bytes(format_version=1)
 
 
 # --- round trips and determinism ---------------------------------------------------------
@@ -92,7 +97,23 @@ def test_categories_and_sources_are_interned() -> None:
     head = obj[2]
     assert head["categories"] == ["malware", "allowlist", "c2", "phishing", "scanner"]
     assert head["sources"] == ["feed-a", "feed-b", "manual", "feed-c"]
-    assert all(isinstance(row[4], int) for row in obj[3])
+    assert all(isinstance(row[4], int) for row in _rows_of(obj))
+
+
+def _rows_of(obj: list[Any]) -> list[Any]:
+    """The rows of a decoded list object, of either format."""
+    if obj[1] == 1:
+        return list(obj[3])
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(obj[3])
+    return list(unpacker)
+
+
+def _set_rows(obj: list[Any], rows: list[Any]) -> None:
+    if obj[1] == 1:
+        obj[3] = rows
+    else:
+        obj[3] = b"".join(msgpack.packb(r, use_bin_type=True) for r in rows)
 
 
 # --- constructors refuse impossible values -----------------------------------------------
@@ -178,7 +199,9 @@ def _head(f: Callable[[dict[str, Any]], object]) -> Mutation:
 
 def _row(f: Callable[[list[Any]], object], i: int = 0) -> Mutation:
     def mutate(obj: list[Any]) -> Any:
-        f(obj[3][i])
+        rows = _rows_of(obj)
+        f(rows[i])
+        _set_rows(obj, rows)
         return obj
 
     return mutate
@@ -200,14 +223,15 @@ SCENARIOS: list[tuple[str, Mutation, type[Exception], str]] = [
     # framing
     ("format-name", _top(0, "stockade-keyring"), UnsupportedFormat, "format name"),
     ("format-name-bytes", _top(0, b"stockade-list"), UnsupportedFormat, "format name"),
-    ("format-version-2", _top(1, 2), UnsupportedFormat, "format version 2"),
+    ("format-version-3", _top(1, 3), UnsupportedFormat, "format version 3"),
+    ("format-2-with-4-fields", _top(1, 2), MalformedArtifact, "format 2 has 5 fields"),
     ("format-version-0", _top(1, 0), UnsupportedFormat, "format version 0"),
     ("format-version-str", _top(1, "1"), UnsupportedFormat, "format version"),
     ("format-version-bool", _top(1, True), UnsupportedFormat, "format version True"),
     ("format-version-float", _top(1, 1.0), UnsupportedFormat, "format version 1.0"),
     ("not-an-array", lambda obj: {"list": obj}, MalformedArtifact, "expected [name, version"),
     ("three-fields", lambda obj: obj[:3], MalformedArtifact, "expected [name, version"),
-    ("five-fields", lambda obj: [*obj, []], MalformedArtifact, "expected [name, version"),
+    ("five-fields", lambda obj: [*obj, []], MalformedArtifact, "format 1 has 4 fields, got 5"),
     ("scalar", lambda obj: 7, MalformedArtifact, "expected [name, version"),
     (
         "trailing-bytes",
@@ -499,12 +523,135 @@ SCENARIOS: list[tuple[str, Mutation, type[Exception], str]] = [
 def test_strict_decoding(
     name: str, mutate: Mutation, expected: type[Exception], fragment: str
 ) -> None:
-    obj = msgpack.unpackb(GOOD_BYTES)
+    obj = msgpack.unpackb(GOOD_V1_BYTES)
     out = mutate(obj)
     data = out if isinstance(out, bytes) else msgpack.packb(out, use_bin_type=True)
     with pytest.raises(expected) as info:
         BlockList.from_bytes(data)
     assert fragment in str(info.value)
+
+
+#: The scenarios about the header and the rows apply to format 2 as they are.
+_BOTH = [
+    s
+    for s in SCENARIOS
+    if s[0].startswith(("entry-", "header-", "tenant-", "profile-")) and s[0] != "entry-not-array"
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "expected", "fragment"), _BOTH, ids=[s[0] for s in _BOTH]
+)
+def test_strict_decoding_format_2(
+    name: str, mutate: Mutation, expected: type[Exception], fragment: str
+) -> None:
+    obj = msgpack.unpackb(GOOD_BYTES)
+    data = msgpack.packb(mutate(obj), use_bin_type=True)
+    decoders: list[Callable[[bytes], object]] = [BlockList.from_bytes]
+    if not name.startswith("entry-"):  # CompactList checks a row when it reads it
+        decoders.append(CompactList.from_bytes)
+    for decode in decoders:
+        with pytest.raises(expected) as info:
+            decode(data)
+        assert fragment in str(info.value)
+
+
+def _index(f: Callable[[dict[str, Any]], object]) -> Mutation:
+    def mutate(obj: list[Any]) -> Any:
+        f(obj[4])
+        return obj
+
+    return mutate
+
+
+def _flip_first_fp(index: dict[str, Any]) -> None:
+    fp = bytearray(index["domain_fp"])
+    fp[0] ^= 1
+    index["domain_fp"] = bytes(fp)
+
+
+V2_SCENARIOS: list[tuple[str, Mutation, str, str | None]] = [
+    # (name, mutation, what BlockList.from_bytes says, what CompactList.from_bytes says)
+    ("rows-not-bytes", _top(3, []), "expected a byte string of rows", "expected a byte string"),
+    (
+        "row-cut-short",
+        lambda obj: obj.__setitem__(3, obj[3][:-1]) or obj,
+        "cut short",
+        None,  # found when the row is read (test_compact.py)
+    ),
+    ("index-not-map", _top(4, []), "list.index: expected a map", "list.index: expected a map"),
+    (
+        "index-missing-key",
+        _index(lambda i: i.pop("bloom")),
+        "list.index: expected a map with the keys",
+        "list.index: expected a map with the keys",
+    ),
+    (
+        "index-keys-reordered",
+        _index(lambda i: i.update({"bloom_bits": i.pop("bloom_bits")})),
+        "in that order",
+        "in that order",
+    ),
+    (
+        "fingerprint-tampered",
+        _index(_flip_first_fp),
+        "the name tables do not match the rows",
+        None,  # still sorted: that name cannot be found, nothing else changes
+    ),
+    (
+        "bloom-bits-not-power-of-two",
+        _index(lambda i: i.__setitem__("bloom_bits", 10_000)),
+        "the name tables do not match the rows",
+        "expected a power of two",
+    ),
+    (
+        "bloom-wrong-size",
+        _index(lambda i: i.__setitem__("bloom", i["bloom"][:-1])),
+        "the name tables do not match the rows",
+        "list.index.bloom: expected",
+    ),
+    (
+        "offsets-not-whole",
+        _index(lambda i: i.__setitem__("domain_at", i["domain_at"] + b"x")),
+        "the name tables do not match the rows",
+        "not a whole number of 4-byte items",
+    ),
+    (
+        "offset-past-the-rows",
+        _index(lambda i: i.__setitem__("other_at", b"\xff\xff\xff\x7f" + i["other_at"][4:])),
+        "the name tables do not match the rows",
+        "an offset points past the rows",
+    ),
+    (
+        "fewer-names-than-counted",
+        _index(lambda i: i.__setitem__("host_fp", b"")),
+        "the name tables do not match the rows",
+        "0 fingerprints and",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "full", "compact"), V2_SCENARIOS, ids=[s[0] for s in V2_SCENARIOS]
+)
+def test_format_2_tables_are_checked(
+    name: str, mutate: Mutation, full: str, compact: str | None
+) -> None:
+    """The full decoder proves the tables; the compact one checks what it can in O(n) C."""
+    obj = msgpack.unpackb(GOOD_BYTES)
+    data = msgpack.packb(mutate(obj), use_bin_type=True)
+    with pytest.raises(MalformedArtifact, match=re.escape(full)):
+        BlockList.from_bytes(data)
+    if compact is None:
+        CompactList.from_bytes(data)
+    else:
+        with pytest.raises(MalformedArtifact, match=re.escape(compact)):
+            CompactList.from_bytes(data)
+
+
+def test_format_1_is_still_read() -> None:
+    assert BlockList.from_bytes(GOOD_V1_BYTES) == GOOD
+    assert CompactList.from_bytes(GOOD_V1_BYTES).to_blocklist() == GOOD
 
 
 def test_scenario_ids_are_unique() -> None:

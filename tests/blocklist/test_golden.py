@@ -16,6 +16,7 @@ from blocklist.trust import TrustedListState, TrustPolicy
 from .golden import (
     GOLDEN_DIR,
     GOLDEN_LIST,
+    GOLDEN_LIST_V2,
     GOLDEN_ROOT_PUB,
     NOW,
     ONLINE,
@@ -28,17 +29,18 @@ from .golden import (
 )
 
 
-@pytest.mark.parametrize("name", [GOLDEN_LIST, GOLDEN_ROOT_PUB])
+@pytest.mark.parametrize("name", [GOLDEN_LIST, GOLDEN_LIST_V2, GOLDEN_ROOT_PUB])
 def test_generator_is_byte_identical(name: str) -> None:
     committed = (GOLDEN_DIR / name).read_bytes()
     assert build_golden()[name] == committed, f"{name}: the encoding changed"
 
 
-def test_golden_bundle_verifies_with_the_committed_root() -> None:
+@pytest.mark.parametrize("golden", [GOLDEN_LIST, GOLDEN_LIST_V2])
+def test_golden_bundle_verifies_with_the_committed_root(golden: str) -> None:
     root = PublicKey.from_pem((GOLDEN_DIR / GOLDEN_ROOT_PUB).read_bytes())
     assert root == ROOT.public
     state = TrustedListState([root], TrustPolicy(tenant=TENANT, profile=PROFILE), clock=lambda: NOW)
-    v = state.update((GOLDEN_DIR / GOLDEN_LIST).read_bytes())
+    v = state.update((GOLDEN_DIR / golden).read_bytes())
     assert v.blocklist.entries == golden_entries()
     assert v.blocklist.header.version == 1
     assert v.blocklist.header.key_id == ONLINE.keyid
@@ -46,8 +48,9 @@ def test_golden_bundle_verifies_with_the_committed_root() -> None:
     assert v.keyring == make_keyring(1)
 
 
-def test_golden_layers_decode_and_re_encode_exactly() -> None:
-    data = (GOLDEN_DIR / GOLDEN_LIST).read_bytes()
+@pytest.mark.parametrize(("golden", "version"), [(GOLDEN_LIST, 1), (GOLDEN_LIST_V2, 2)])
+def test_golden_layers_decode_and_re_encode_exactly(golden: str, version: int) -> None:
+    data = (GOLDEN_DIR / golden).read_bytes()
     bundle = Bundle.from_bytes(data)
     assert bundle.to_bytes() == data
     assert bundle.keyring.payload_type == PAYLOAD_KEYRING
@@ -55,5 +58,5 @@ def test_golden_layers_decode_and_re_encode_exactly() -> None:
     kr = Keyring.from_bytes(bundle.keyring.payload)
     assert kr.to_bytes() == bundle.keyring.payload
     lst = BlockList.from_bytes(bundle.blocklist.payload)
-    assert lst.to_bytes() == bundle.blocklist.payload
-    assert FORMAT_VERSION == 1
+    assert lst.to_bytes(version) == bundle.blocklist.payload
+    assert FORMAT_VERSION == 2
