@@ -214,7 +214,16 @@ def _handle(
     stats: Counter[str],
     metrics: Metrics | None = None,
 ) -> None:
-    events: list[Event] = decoder.decode(frame)
+    _match(decoder.decode(frame), holder, sink, stats, metrics)
+
+
+def _match(
+    events: list[Event],
+    holder: ListHolder,
+    sink: SinkSet,
+    stats: Counter[str],
+    metrics: Metrics | None = None,
+) -> None:
     matcher = holder.matcher  # one read: a swap mid-frame cannot mix two lists
     if matcher is None:
         return
@@ -328,6 +337,7 @@ async def _run_pcap(
     elif holder.state.is_stale():
         log.warning("STALE: the list in force has expired; still enforcing it")
     _process(iter_capture(pcap, decoder.counters), decoder, holder, sink, stats)
+    _match(decoder.flush(), holder, sink, stats)  # what the end of the capture completes
     sink.close()  # drain network queues (bounded) so the summary says what was delivered
     summary = {
         "list_version": holder.version,
@@ -391,6 +401,7 @@ async def _run_live(
             except StopAsyncIteration:
                 break
             _handle(frame, decoder, holder, sink, stats, metrics)
+        _match(decoder.flush(), holder, sink, stats, metrics)
         stats_line = cap.stats
         if metrics_runner is not None:
             await metrics_runner.cleanup()

@@ -26,9 +26,16 @@ Every counter is ``<category>.<what>`` (``packets`` alone counts frames given to
     ``partial.ipv6.first_fragment``, ``partial.ipv4.cut_by_snaplen``,
     ``partial.ipv6.cut_by_snaplen``, ``partial.udp.cut``, ``partial.dns.message_over_bound``,
     ``partial.http.head_over_bound``, ``partial.tls.client_hello_over_bound``.
+    QUIC and IPv6 fragments: ``skipped.quic.version`` (not QUIC v1), ``skipped.quic.no_initial``,
+    ``skipped.quic.no_crypto``, ``skipped.quic.retransmission``,
+    ``partial.quic.client_hello_over_bound``, ``malformed.quic.<reason>`` (a fixed reason of
+    ``sensor/quic.py``, e.g. ``decrypt_failed``); ``skipped.ipv6.fragment_cut``,
+    ``skipped.ipv6.fragments_expired``, ``malformed.ipv6.fragment_overlap`` and the other
+    ``malformed.ipv6.fragment_*`` reasons of ``sensor/ipfrag.py``.
 ``flows.*``
     TCP state given up: ``flows.evicted`` (LRU, over ``max_flows``), ``flows.evicted.memory``
-    (over ``max_buffered_bytes``), ``flows.gap`` (a hole wider than the reassembly bound).
+    (over ``max_buffered_bytes``), ``flows.gap`` (a hole wider than the reassembly bound),
+    ``flows.evicted.fragments`` and ``flows.evicted.quic`` (their tables' bounds).
 ``error.internal``
     a decoder bug caught by the last-resort guard; should stay 0 (tests assert it).
 """

@@ -151,3 +151,34 @@ def test_run_with_an_unwritable_alerts_file_is_a_usage_error(
     target = tmp_path / "no-such-dir" / "alerts.jsonl"
     assert main(_argv(setup, "--alerts", str(target))) == EXIT_USAGE
     assert "cannot open alert file" in capsys.readouterr().err
+
+
+def test_run_matches_what_the_end_of_the_capture_completes(
+    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DNS answer whose later IPv6 fragments never came is decoded from its first fragment
+    when the capture ends (``Decoder.flush``), and that event is matched too."""
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+
+    from tests.sensor.builders import a_record, dns_response
+
+    answer = (
+        Ether()
+        / IPv6(src="2001:db8::53", dst="2001:db8::1")
+        / IPv6ExtHdrFragment(id=77)
+        / UDP(sport=53, dport=40000)
+        / dns_response("www.evil.com", [a_record("www.evil.com", "192.0.2.9")] * 120)
+    )
+    first = fragment6(answer[IPv6], 1280)[0]
+    pcap = tmp_path / "first-fragment-only.pcap"
+    wrpcap(str(pcap), [Ether() / first])
+    alerts = tmp_path / "alerts.jsonl"
+    root, listfile, _ = setup
+    assert main(_argv((root, listfile, pcap), "--alerts", str(alerts))) == EXIT_OK
+    records = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert [(r["event"]["kind"], r["alert"]["indicator"]) for r in records] == [
+        ("dns_answer", "www.evil.com")
+    ]
+    err = capsys.readouterr().err
+    summary = json.loads(err.split("summary: ", 1)[1].splitlines()[0])
+    assert summary["partial.ipv6.first_fragment"] == 1
