@@ -11,10 +11,11 @@ who wrote it. Format 1 lists are decoded whole and re-encoded, so callers see on
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import msgpack
 
@@ -32,6 +33,7 @@ from .artifact import (
 )
 from .errors import ArtifactTooLarge, MalformedArtifact
 from .fingerprint import MAX_BLOOM_BITS, MIN_BLOOM_BITS, bloom_bits_for, from_wire
+from .signing import _bin, _small
 
 __all__ = ["CompactList"]
 
@@ -41,6 +43,36 @@ _MAX_ROW_BYTES = MAX_VALUE_CHARS * 4 + 64 + 3 * 65_536
 _TYPICAL_ROW_BYTES = 512
 
 
+#: A fingerprint or offset table: a view cast to 'Q' or 'I' into the list's bytes (little-
+#: endian hosts), or an array (a byte-swapped copy elsewhere).
+Table: TypeAlias = "array[int] | memoryview"
+
+
+def _table(raw: bytes | memoryview, code: Literal["Q", "I"]) -> Table:
+    view = memoryview(raw)
+    size = array(code).itemsize
+    if len(view) % size:
+        raise ValueError(f"{len(view)} bytes is not a whole number of {size}-byte items")
+    if sys.byteorder == "little":
+        return view.cast("B").cast(code)
+    return from_wire(bytes(view), code)
+
+
+class _ViewReader:
+    """A file-like reader over a memoryview, for ``msgpack.Unpacker`` to read the header
+    without the rest of the list being copied."""
+
+    def __init__(self, view: memoryview, pos: int) -> None:
+        self._view = view
+        self._pos = pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._view) if n < 0 else min(len(self._view), self._pos + n)
+        out = bytes(self._view[self._pos : end])
+        self._pos = end
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class CompactList:
     """Header, tables, the rows' bytes and the name tables; rows decoded on demand."""
@@ -48,46 +80,79 @@ class CompactList:
     header: Header
     categories: tuple[str, ...]
     sources: tuple[str, ...]
-    rows: bytes
+    rows: bytes | memoryview
     bloom_bits: int
-    bloom: bytes
-    domain_fp: array[int]
-    domain_at: array[int]
-    host_fp: array[int]
-    host_at: array[int]
-    other_at: array[int]
+    bloom: bytes | memoryview
+    domain_fp: Table
+    domain_at: Table
+    host_fp: Table
+    host_at: Table
+    other_at: Table
 
     # -- loading -------------------------------------------------------------------------
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, max_bytes: int = DEFAULT_MAX_LIST_BYTES) -> CompactList:
+    def from_bytes(
+        cls, data: bytes | memoryview, *, max_bytes: int = DEFAULT_MAX_LIST_BYTES
+    ) -> CompactList:
+        """Check and hold ``data`` without copying it: rows and tables are views into it."""
         if len(data) > max_bytes:
             raise ArtifactTooLarge(f"list is {len(data)} bytes, limit is {max_bytes}")
+        view = memoryview(data)
+        if view[0] == 0x95 if len(view) else False:  # an array of 5: format 2
+            return cls._from_view(view)
         try:
-            obj = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+            obj = msgpack.unpackb(view, raw=False, strict_map_key=True, use_list=True)
         except msgpack.ExtraData as e:
             raise MalformedArtifact(f"list: trailing bytes after the list body: {e}") from e
         except (ValueError, msgpack.UnpackException, TypeError) as e:
             raise MalformedArtifact(f"list: not valid msgpack: {e}") from e
-        if check_framing(obj) == 1:
-            return cls.from_blocklist(BlockList.from_bytes(data, max_bytes=max_bytes))
-        _, _, head, rows, index = obj
+        check_framing(obj)  # not an array of 5: format 1, or refused here
+        return cls.from_blocklist(BlockList.from_bytes(bytes(view), max_bytes=max_bytes))
+
+    @classmethod
+    def _from_view(cls, view: memoryview) -> CompactList:
+        try:
+            name, pos = _small(view, 1)
+            version, pos = _small(view, pos)
+            check_framing([name, version, None, None, None])
+            reader = _ViewReader(view, pos)
+            unpacker = msgpack.Unpacker(
+                reader, raw=False, strict_map_key=True, use_list=True, read_size=1 << 16
+            )
+            head = unpacker.unpack()
+            pos += unpacker.tell()
+            rows, pos = _bin(view, pos)
+            _require(
+                view[pos] == 0x80 | len(INDEX_KEYS),
+                "list.index",
+                f"expected a map with the keys {list(INDEX_KEYS)} in that order",
+            )
+            pos += 1
+            index: dict[str, Any] = {}
+            for key in INDEX_KEYS:
+                got, pos = _small(view, pos)
+                _require(
+                    got == key,
+                    "list.index",
+                    f"expected a map with the keys {list(INDEX_KEYS)} in that order",
+                )
+                if key == "bloom_bits":
+                    index[key], pos = _small(view, pos)
+                else:
+                    index[key], pos = _bin(view, pos)
+        except (IndexError, ValueError, msgpack.OutOfData, msgpack.UnpackException) as e:
+            if isinstance(e, MalformedArtifact):
+                raise
+            raise MalformedArtifact(f"list: {e}") from e
+        _require(pos == len(view), "list", f"trailing bytes: {len(view) - pos} after the index")
         header, categories, sources = _decode_header(head)
-        _require(isinstance(rows, bytes), "list.entries", "expected a byte string of rows")
-        _require(
-            isinstance(index, dict) and list(index) == list(INDEX_KEYS),
-            "list.index",
-            f"expected a map with the keys {list(INDEX_KEYS)} in that order",
-        )
         return cls._checked(header, tuple(categories), tuple(sources), rows, index)
 
     @classmethod
     def from_blocklist(cls, blocklist: BlockList) -> CompactList:
         """The same list held compactly (encodes it; for format 1 input and for tests)."""
-        obj = msgpack.unpackb(blocklist.to_bytes(), raw=False, use_list=True)
-        _, _, head, rows, index = obj
-        header, categories, sources = _decode_header(head)
-        return cls._checked(header, tuple(categories), tuple(sources), rows, index)
+        return cls._from_view(memoryview(blocklist.to_bytes()))
 
     @classmethod
     def _checked(
@@ -95,7 +160,7 @@ class CompactList:
         header: Header,
         categories: tuple[str, ...],
         sources: tuple[str, ...],
-        rows: bytes,
+        rows: bytes | memoryview,
         index: dict[str, Any],
     ) -> CompactList:
         bits = index["bloom_bits"]
@@ -104,23 +169,26 @@ class CompactList:
             "list.index.bloom_bits",
             f"expected a power of two in {MIN_BLOOM_BITS}..{MAX_BLOOM_BITS}",
         )
-        tables: dict[str, array[int]] = {}
-        for key, code in (
+        tables: dict[str, Table] = {}
+        codes: tuple[tuple[str, Literal["Q", "I"]], ...] = (
             ("domain_fp", "Q"),
             ("domain_at", "I"),
             ("host_fp", "Q"),
             ("host_at", "I"),
             ("other_at", "I"),
-        ):
+        )
+        for key, code in codes:
             raw = index[key]
-            _require(isinstance(raw, bytes), f"list.index.{key}", "expected a byte string")
+            _require(
+                isinstance(raw, bytes | memoryview), f"list.index.{key}", "expected a byte string"
+            )
             try:
-                tables[key] = from_wire(raw, code)
+                tables[key] = _table(raw, code)
             except ValueError as e:
                 raise MalformedArtifact(f"list.index.{key}: {e}") from e
         bloom = index["bloom"]
         _require(
-            isinstance(bloom, bytes) and len(bloom) * 8 == bits,
+            isinstance(bloom, bytes | memoryview) and len(bloom) * 8 == bits,
             "list.index.bloom",
             f"expected {bits // 8} bytes",
         )
@@ -224,7 +292,7 @@ class CompactList:
     @property
     def nbytes(self) -> int:
         """Bytes held: rows, bloom filter and tables."""
-        tables: Sequence[array[int]] = (
+        tables: Sequence[Table] = (
             self.domain_fp,
             self.domain_at,
             self.host_fp,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .artifact import BlockList, Entry, EntryType
-from .compact import CompactList
+from .compact import CompactList, Table
 from .errors import MalformedArtifact
 from .fingerprint import name_fingerprint
 from .names import split_url
@@ -146,7 +146,7 @@ class Index:
         return e
 
     def _find(
-        self, fps: array[int], offsets: array[int], fp: int, value: str, kind: EntryType
+        self, fps: Table, offsets: Table, fp: int, value: str, kind: EntryType
     ) -> Entry | None:
         i = bisect_left(fps, fp)
         n = len(fps)

@@ -9,6 +9,7 @@ returns the payload only once a threshold of trusted keys has signed it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,10 +37,17 @@ ENVELOPE_VERSION = 1
 KEYRING_NAME = "stockade-keyring"
 KEYRING_VERSION = 1
 BUNDLE_NAME = "stockade-bundle"
-BUNDLE_VERSION = 1
+#: Bundle 1: [name, 1, keyring envelope, list envelope]. Bundle 2 (written since list format
+#: 2): [name, 2, keyring envelope, digest envelope, list bytes]: the online key signs a small
+#: digest of the list, not the list itself (see ``ListDigest``). Both are read.
+BUNDLE_VERSION = 2
+READABLE_BUNDLE_VERSIONS = (1, 2)
+LIST_DIGEST_NAME = "stockade-list-digest"
+LIST_DIGEST_VERSION = 1
 
 PAYLOAD_KEYRING = "application/vnd.stockade.keyring+msgpack"
 PAYLOAD_LIST = "application/vnd.stockade.list+msgpack"
+PAYLOAD_LIST_DIGEST = "application/vnd.stockade.list-digest+msgpack"
 
 ROLE_LISTS = "lists"
 ANY_TENANT = "*"
@@ -385,38 +393,150 @@ class Keyring:
 
 
 @dataclass(frozen=True, slots=True)
-class Bundle:
-    """What a distributor serves: the keyring envelope and the list envelope, in one file.
+class ListDigest:
+    """What the online key signs in a bundle 2: the list's size and SHA-256.
 
-    Shipping the keyring with every list lets a sensor follow key rotations with nothing but
-    its pinned root key.
+    Signing the list itself (PAE over the payload) needs the whole list twice in memory while
+    verifying: the payload and the PAE message. A sensor holding a million-entry list in a
+    small box cannot afford the second copy; with a digest it hashes the list where it lies.
+    The list's own header still carries tenant, profile, version and expiry, all checked.
     """
 
-    keyring: Envelope
-    blocklist: Envelope
+    size: int
+    sha256: bytes
+
+    @classmethod
+    def of(cls, data: bytes | memoryview) -> ListDigest:
+        return cls(len(data), hashlib.sha256(data).digest())
 
     def to_bytes(self) -> bytes:
         out: bytes = msgpack.packb(
-            [BUNDLE_NAME, BUNDLE_VERSION, self.keyring.to_bytes(), self.blocklist.to_bytes()],
-            use_bin_type=True,
+            [LIST_DIGEST_NAME, LIST_DIGEST_VERSION, self.size, self.sha256], use_bin_type=True
         )
         return out
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Bundle:
-        obj = _unpack(data, "bundle")
-        _check(isinstance(obj, list) and len(obj) == 4, "bundle", "expected 4 fields")
-        name, version, kr, bl = obj
-        if name != BUNDLE_NAME:
-            raise UnsupportedFormat(f"bundle: name {name!r}, expected {BUNDLE_NAME!r}")
-        if type(version) is not int or version != BUNDLE_VERSION:
+    def from_bytes(cls, data: bytes) -> ListDigest:
+        obj = _unpack(data, "list digest")
+        _check(isinstance(obj, list) and len(obj) == 4, "list digest", "expected 4 fields")
+        name, version, size, digest = obj
+        if name != LIST_DIGEST_NAME:
+            raise UnsupportedFormat(f"list digest: name {name!r}, expected {LIST_DIGEST_NAME!r}")
+        if type(version) is not int or version != LIST_DIGEST_VERSION:
             raise UnsupportedFormat(
-                f"bundle: version {version!r}, this code reads {BUNDLE_VERSION}"
+                f"list digest: version {version!r}, this code reads {LIST_DIGEST_VERSION}"
             )
+        _check(type(size) is int and size >= 0, "list digest.size", "expected a size in bytes")
+        _check(
+            isinstance(digest, bytes) and len(digest) == 32,
+            "list digest.sha256",
+            "expected 32 bytes",
+        )
+        return cls(size, digest)
+
+    def matches(self, data: bytes | memoryview) -> bool:
+        return len(data) == self.size and hmac.compare_digest(
+            hashlib.sha256(data).digest(), self.sha256
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """What a distributor serves: the keyring envelope and the list envelope, in one file.
+
+    Shipping the keyring with every list lets a sensor follow key rotations with nothing but
+    its pinned root key. In a bundle 2 the list envelope signs a ``ListDigest`` and the list
+    travels beside it (``detached``); read from bytes, ``detached`` is a view into them, so
+    the list is never copied.
+    """
+
+    keyring: Envelope
+    blocklist: Envelope
+    detached: bytes | memoryview | None = None
+
+    @classmethod
+    def signed(cls, keyring: Envelope, list_bytes: bytes, keys: Sequence[PrivateKey]) -> Bundle:
+        """A bundle 2: ``keys`` sign the digest of ``list_bytes``."""
+        digest = Envelope.sign(PAYLOAD_LIST_DIGEST, ListDigest.of(list_bytes).to_bytes(), keys)
+        return cls(keyring, digest, list_bytes)
+
+    def to_bytes(self) -> bytes:
+        head: list[Any] = [BUNDLE_NAME, 1 if self.detached is None else 2]
+        head += [self.keyring.to_bytes(), self.blocklist.to_bytes()]
+        if self.detached is not None:
+            head.append(bytes(self.detached))
+        out: bytes = msgpack.packb(head, use_bin_type=True)
+        return out
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Bundle:
+        if data[:1] == b"\x95":  # an array of 5: bundle 2, read without copying the list
+            return cls._from_v2(memoryview(data))
+        obj = _unpack(data, "bundle")
+        _check(isinstance(obj, list) and len(obj) in (4, 5), "bundle", "expected 4 fields")
+        name, version = obj[0], obj[1]
+        _check_bundle_name_version(name, version)
+        _check(len(obj) == 4 and version == 1, "bundle", f"bundle {version} has 5 fields")
+        kr, bl = obj[2], obj[3]
         _check(
             isinstance(kr, bytes) and isinstance(bl, bytes), "bundle", "expected two byte strings"
         )
         return cls(Envelope.from_bytes(kr), Envelope.from_bytes(bl))
+
+    @classmethod
+    def _from_v2(cls, view: memoryview) -> Bundle:
+        pos = 1
+        try:
+            name, pos = _small(view, pos)
+            version, pos = _small(view, pos)
+            _check_bundle_name_version(name, version)
+            _check(version == 2, "bundle", f"bundle {version!r} has 4 fields")
+            kr, pos = _bin(view, pos)
+            env, pos = _bin(view, pos)
+            listing, pos = _bin(view, pos)
+        except (IndexError, ValueError) as e:
+            raise MalformedArtifact(f"bundle: {e}") from e
+        _check(pos == len(view), "bundle", f"trailing bytes: {len(view) - pos} after the list")
+        return cls(Envelope.from_bytes(bytes(kr)), Envelope.from_bytes(bytes(env)), listing)
+
+
+def _check_bundle_name_version(name: object, version: object) -> None:
+    if name != BUNDLE_NAME:
+        raise UnsupportedFormat(f"bundle: name {name!r}, expected {BUNDLE_NAME!r}")
+    if type(version) is not int or version not in READABLE_BUNDLE_VERSIONS:
+        raise UnsupportedFormat(
+            f"bundle: version {version!r}, this code reads {list(READABLE_BUNDLE_VERSIONS)}"
+        )
+
+
+def _small(view: memoryview, pos: int) -> tuple[Any, int]:
+    """A small msgpack value (a short string or an integer) at ``pos``, and the next one."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(view[pos : pos + 64])
+    try:
+        value = unpacker.unpack()
+    except msgpack.OutOfData as e:
+        raise ValueError(f"byte {pos}: value cut short") from e
+    except (msgpack.UnpackException, TypeError) as e:
+        raise ValueError(f"byte {pos}: not valid msgpack: {e}") from e
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError(f"byte {pos}: expected a string or an integer")
+    return value, pos + unpacker.tell()
+
+
+def _bin(view: memoryview, pos: int) -> tuple[memoryview, int]:
+    """The msgpack bin at ``pos`` as a view (no copy), and the position after it."""
+    marker = view[pos]
+    width = {0xC4: 1, 0xC5: 2, 0xC6: 4}.get(marker)
+    if width is None:
+        raise ValueError(f"byte {pos}: expected a byte string")
+    start = pos + 1 + width
+    if start > len(view):
+        raise ValueError(f"byte {pos}: byte string length cut short")
+    size = int.from_bytes(view[pos + 1 : start], "big")
+    if start + size > len(view):
+        raise ValueError(f"byte {pos}: a {size}-byte string runs past the end")
+    return view[start : start + size], start + size
 
 
 def sign_keyring(keyring: Keyring, root_keys: Sequence[PrivateKey]) -> Envelope:

@@ -42,8 +42,10 @@ from .errors import (
 from .signing import (
     PAYLOAD_KEYRING,
     PAYLOAD_LIST,
+    PAYLOAD_LIST_DIGEST,
     Bundle,
     Keyring,
+    ListDigest,
     PublicKey,
     now_utc,
 )
@@ -195,13 +197,28 @@ class TrustedListState:
             raise UnknownKey(
                 f"keyring version {keyring.version} lists no key allowed to sign for {tenant_hint!r}"
             )
-        payload, signed_by = bundle.blocklist.verified_payload(
-            PAYLOAD_LIST,
-            trusted,
-            threshold=keyring.threshold,
-            revoked=keyring.revoked,
-            what="list",
-        )
+        payload: bytes | memoryview
+        if bundle.detached is None:  # bundle 1: the list itself is signed
+            payload, signed_by = bundle.blocklist.verified_payload(
+                PAYLOAD_LIST,
+                trusted,
+                threshold=keyring.threshold,
+                revoked=keyring.revoked,
+                what="list",
+            )
+        else:  # bundle 2: its digest is signed; the list must be exactly what it names
+            signed, signed_by = bundle.blocklist.verified_payload(
+                PAYLOAD_LIST_DIGEST,
+                trusted,
+                threshold=keyring.threshold,
+                revoked=keyring.revoked,
+                what="list",
+            )
+            if not ListDigest.from_bytes(signed).matches(bundle.detached):
+                raise BadSignature(
+                    "list: its bytes do not match the signed digest (tampered or corrupt)"
+                )
+            payload = bundle.detached
         # 7. parse only what verified
         held_list = CompactList.from_bytes(payload, max_bytes=pol.max_bundle_bytes)
         h = held_list.header

@@ -34,7 +34,7 @@ import msgpack
 
 from blocklist.artifact import Action, BlockList, Entry, EntryType, index_encoded_size
 from blocklist.names import split_url
-from blocklist.signing import PAYLOAD_LIST, Bundle, Envelope, Keyring
+from blocklist.signing import Bundle, Keyring
 
 from . import publish
 from .condense.score import SEVERITY, liveness
@@ -270,14 +270,21 @@ class BundleSizer:
     def __init__(self, empty: BlockList, keys: OnlineKeys) -> None:
         # Measured on the empty list: what is not an entry, a table or a length prefix.
         payload = empty.to_bytes()
-        envelope = Envelope.sign(PAYLOAD_LIST, payload, [keys.signing])
-        env_bytes = envelope.to_bytes()
-        bundle = Bundle(keys.keyring, envelope).to_bytes()
+        signed = Bundle.signed(keys.keyring, payload, [keys.signing])
+        env_bytes = signed.blocklist.to_bytes()
+        bundle = signed.to_bytes()
         # the empty list holds 3 empty containers of one byte each (counts, 2 tables), an
         # empty row string and the name tables of no entries
         self._list_fixed = len(payload) - 3 - _bin_header(0) - index_encoded_size(0, 0, 0)
-        self._env_fixed = len(env_bytes) - len(payload) - _bin_header(len(payload))
-        self._bundle_fixed = len(bundle) - len(env_bytes) - _bin_header(len(env_bytes))
+        # bundle 2: the signed digest envelope grows only with the size's integer encoding
+        self._env_fixed = len(env_bytes) - _uint_bytes(len(payload))
+        self._bundle_fixed = (
+            len(bundle)
+            - _bin_header(len(env_bytes))
+            - len(env_bytes)
+            - _bin_header(len(payload))
+            - len(payload)
+        )
         self.categories: dict[str, int] = {}
         self.sources: dict[str, int] = {}
         self.counts: dict[str, int] = {}
@@ -335,8 +342,8 @@ class BundleSizer:
         )
         names = counts.get("domain", 0), counts.get("host", 0)
         size += index_encoded_size(*names, rows - sum(names))
-        size += self._env_fixed + _bin_header(size)
-        return self._bundle_fixed + _bin_header(size) + size
+        env = self._env_fixed + _uint_bytes(size)
+        return self._bundle_fixed + _bin_header(env) + env + _bin_header(size) + size
 
     @property
     def size(self) -> int:
@@ -594,8 +601,8 @@ def _over_limit(
 
 
 def sign_list(blocklist: BlockList, keys: OnlineKeys) -> bytes:
-    envelope = Envelope.sign(PAYLOAD_LIST, blocklist.to_bytes(), [keys.signing])
-    return Bundle(keys.keyring, envelope).to_bytes()
+    """A bundle 2: the online key signs the list's digest (``signing.ListDigest``)."""
+    return Bundle.signed(keys.keyring, blocklist.to_bytes(), [keys.signing]).to_bytes()
 
 
 @dataclass

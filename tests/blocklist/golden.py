@@ -25,7 +25,8 @@ from blocklist.signing import (
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_LIST = "list-v1.stockade"  # list format 1 (still read by every sensor)
-GOLDEN_LIST_V2 = "list-v2.stockade"  # list format 2 (written today)
+GOLDEN_LIST_V2 = "list-v2.stockade"  # list format 2 in a bundle 1
+GOLDEN_BUNDLE_V2 = "bundle-v2.stockade"  # list format 2 in a bundle 2: what is written today
 GOLDEN_ROOT_PUB = "root.pub.pem"
 
 TENANT = "acme"
@@ -124,6 +125,9 @@ def build_golden() -> dict[str, bytes]:
     return {
         GOLDEN_LIST: make_bundle(make_list(1), make_keyring(1), format_version=1),
         GOLDEN_LIST_V2: make_bundle(make_list(1), make_keyring(1), format_version=2),
+        GOLDEN_BUNDLE_V2: Bundle.signed(
+            sign_keyring(make_keyring(1), (ROOT,)), make_list(1).to_bytes(), (ONLINE,)
+        ).to_bytes(),
         GOLDEN_ROOT_PUB: ROOT.public.to_pem(),
     }
 

@@ -10,10 +10,19 @@ from __future__ import annotations
 import pytest
 
 from blocklist.artifact import FORMAT_VERSION, BlockList
-from blocklist.signing import PAYLOAD_KEYRING, PAYLOAD_LIST, Bundle, Keyring, PublicKey
+from blocklist.signing import (
+    PAYLOAD_KEYRING,
+    PAYLOAD_LIST,
+    PAYLOAD_LIST_DIGEST,
+    Bundle,
+    Keyring,
+    ListDigest,
+    PublicKey,
+)
 from blocklist.trust import TrustedListState, TrustPolicy
 
 from .golden import (
+    GOLDEN_BUNDLE_V2,
     GOLDEN_DIR,
     GOLDEN_LIST,
     GOLDEN_LIST_V2,
@@ -29,13 +38,13 @@ from .golden import (
 )
 
 
-@pytest.mark.parametrize("name", [GOLDEN_LIST, GOLDEN_LIST_V2, GOLDEN_ROOT_PUB])
+@pytest.mark.parametrize("name", [GOLDEN_LIST, GOLDEN_LIST_V2, GOLDEN_BUNDLE_V2, GOLDEN_ROOT_PUB])
 def test_generator_is_byte_identical(name: str) -> None:
     committed = (GOLDEN_DIR / name).read_bytes()
     assert build_golden()[name] == committed, f"{name}: the encoding changed"
 
 
-@pytest.mark.parametrize("golden", [GOLDEN_LIST, GOLDEN_LIST_V2])
+@pytest.mark.parametrize("golden", [GOLDEN_LIST, GOLDEN_LIST_V2, GOLDEN_BUNDLE_V2])
 def test_golden_bundle_verifies_with_the_committed_root(golden: str) -> None:
     root = PublicKey.from_pem((GOLDEN_DIR / GOLDEN_ROOT_PUB).read_bytes())
     assert root == ROOT.public
@@ -60,3 +69,13 @@ def test_golden_layers_decode_and_re_encode_exactly(golden: str, version: int) -
     lst = BlockList.from_bytes(bundle.blocklist.payload)
     assert lst.to_bytes(version) == bundle.blocklist.payload
     assert FORMAT_VERSION == 2
+
+
+def test_golden_bundle_2_signs_the_digest_and_reads_the_list_in_place() -> None:
+    data = (GOLDEN_DIR / GOLDEN_BUNDLE_V2).read_bytes()
+    bundle = Bundle.from_bytes(data)
+    assert bundle.to_bytes() == data
+    assert bundle.blocklist.payload_type == PAYLOAD_LIST_DIGEST
+    assert isinstance(bundle.detached, memoryview) and bundle.detached.obj is data  # no copy
+    assert ListDigest.from_bytes(bundle.blocklist.payload).matches(bundle.detached)
+    assert BlockList.from_bytes(bytes(bundle.detached)).to_bytes() == bytes(bundle.detached)

@@ -498,7 +498,8 @@ def test_bundle_round_trip() -> None:
     ("name", "obj", "expected", "fragment"),
     [
         ("name", ["stockade-envelope", 1, b"", b""], UnsupportedFormat, "bundle: name"),
-        ("version", ["stockade-bundle", 2, b"", b""], UnsupportedFormat, "bundle: version 2"),
+        ("version", ["stockade-bundle", 3, b"", b""], UnsupportedFormat, "bundle: version 3"),
+        ("v2-four", ["stockade-bundle", 2, b"", b""], MalformedArtifact, "bundle 2 has 5 fields"),
         ("version-bool", ["stockade-bundle", True, b"", b""], UnsupportedFormat, "version True"),
         ("three", ["stockade-bundle", 1, b""], MalformedArtifact, "expected 4 fields"),
         ("strs", ["stockade-bundle", 1, "a", "b"], MalformedArtifact, "two byte strings"),

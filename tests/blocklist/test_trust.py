@@ -659,3 +659,66 @@ def test_stale_when_list_expires_while_held(world: World) -> None:
 
 def test_golden_created_is_before_now() -> None:
     assert CREATED < NOW < EXPIRES < KEYRING_EXPIRES
+
+
+# --- bundle 2: the online key signs the list's digest -----------------------------------------
+
+
+def _bundle2(
+    lst: object = None, keyring: object = None, signers: tuple[Any, ...] = (ONLINE,)
+) -> Bundle:
+    from .golden import sign_keyring
+
+    bl = lst if lst is not None else make_list(6)
+    kr = keyring if keyring is not None else KR2
+    return Bundle.signed(sign_keyring(kr, (ROOT,)), bl.to_bytes(), signers)  # type: ignore[attr-defined]
+
+
+def test_bundle_2_is_accepted_and_held_without_a_copy(world: World) -> None:
+    data = _bundle2().to_bytes()
+    verified = world.state.update(data)
+    assert verified.header.version == 6
+    assert verified.blocklist == make_list(6)
+    rows = verified.compact.rows
+    assert isinstance(rows, memoryview) and rows.obj is data  # a view into the bundle
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["tampered-list", "another-list-same-digest", "list-cut", "list-grown", "unknown-signer"],
+)
+def test_bundle_2_attacks_are_refused(world: World, attack: str) -> None:
+    before = snapshot(world.state)
+    good = _bundle2()
+    assert good.detached is not None
+    listing = bytearray(good.detached)
+    if attack == "tampered-list":
+        at = listing.index(b"evil.com")
+        listing[at] = ord("E")  # still a well-formed list, no longer the signed one
+        bad = Bundle(good.keyring, good.blocklist, bytes(listing))
+        expected: type[Exception] = BadSignature
+    elif attack == "another-list-same-digest":
+        other = _bundle2(make_list(7, tenant="globex"))
+        bad = Bundle(good.keyring, good.blocklist, other.detached)
+        expected = BadSignature
+    elif attack == "list-cut":
+        bad = Bundle(good.keyring, good.blocklist, bytes(listing[:-1]))
+        expected = BadSignature
+    elif attack == "list-grown":
+        bad = Bundle(good.keyring, good.blocklist, bytes(listing) + b"\x00")
+        expected = BadSignature
+    else:
+        bad = _bundle2(signers=(STRANGER,))
+        expected = UnknownKey
+    with pytest.raises(expected):
+        world.state.update(bad.to_bytes())
+    assert_unchanged(world.state, before)
+
+
+def test_bundle_2_framing_is_strict() -> None:
+    data = _bundle2().to_bytes()
+    for cut in (1, 10, len(data) // 2, len(data) - 1):
+        with pytest.raises(MalformedArtifact):
+            Bundle.from_bytes(data[:cut])
+    with pytest.raises(MalformedArtifact, match="trailing bytes"):
+        Bundle.from_bytes(data + b"\x00")
