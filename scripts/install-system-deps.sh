@@ -5,9 +5,10 @@
 #   tshark      - a peer decoder the tests compare against
 #   postgresql  - PostgreSQL 15 binaries (initdb, postgres): the store tests start a throwaway
 #                 cluster of their own to prove the store on PostgreSQL as well as SQLite
+#   nftables    - `nft`: the sensor's nftables enforcement backend, tested in namespaces
 set -euo pipefail
 
-PACKAGES=(libpcap0.8 iproute2 tshark postgresql)
+PACKAGES=(libpcap0.8 iproute2 tshark postgresql nftables)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,4 +1,4 @@
-"""``stockade-sensor``: events, run, verify.
+"""``stockade-sensor``: events, run, verify, enforce.
 
 These spellings are a contract that scripts, systemd units and docs rely on.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +37,7 @@ from .config import (
     parse_listen,
 )
 from .decode import Decoder
+from .enforce import Enforcer, make_backend
 from .errors import SensorError
 from .events import Event
 from .metrics import ListInfo, Metrics, start_metrics_server
@@ -201,9 +203,10 @@ def _process(
     holder: ListHolder,
     sink: SinkSet,
     stats: Counter[str],
+    enforcer: Enforcer | None = None,
 ) -> None:
     for frame in frames:
-        _handle(frame, decoder, holder, sink, stats)
+        _handle(frame, decoder, holder, sink, stats, enforcer=enforcer)
 
 
 def _handle(
@@ -213,8 +216,9 @@ def _handle(
     sink: SinkSet,
     stats: Counter[str],
     metrics: Metrics | None = None,
+    enforcer: Enforcer | None = None,
 ) -> None:
-    _match(decoder.decode(frame), holder, sink, stats, metrics)
+    _match(decoder.decode(frame), holder, sink, stats, metrics, enforcer)
 
 
 def _match(
@@ -223,6 +227,7 @@ def _match(
     sink: SinkSet,
     stats: Counter[str],
     metrics: Metrics | None = None,
+    enforcer: Enforcer | None = None,
 ) -> None:
     matcher = holder.matcher  # one read: a swap mid-frame cannot mix two lists
     if matcher is None:
@@ -233,6 +238,8 @@ def _match(
             if metrics is not None:
                 metrics.alert(alert.matched_on, alert.entry.category, alert.entry.action.label)
             sink.emit(alert)
+            if enforcer is not None:
+                enforcer.on_alert(alert)
 
 
 def _list_info(holder: ListHolder) -> ListInfo:
@@ -306,12 +313,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     restore = _install_reopen(sink)
     decoder = Decoder()
     stats: Counter[str] = Counter()
+    enforcer = None
+    if cfg.enforce.enabled:
+        enforcer = Enforcer(cfg.enforce)
+        if enforcer.start():
+            enforcer.sync(holder.matcher)
     try:
         if args.pcap:
-            return asyncio.run(_run_pcap(args.pcap, updater, decoder, holder, sink, stats))
+            return asyncio.run(
+                _run_pcap(args.pcap, updater, decoder, holder, sink, stats, enforcer)
+            )
         assert cfg.interface
-        return asyncio.run(_run_live(cfg, updater, decoder, holder, sink, stats))
+        return asyncio.run(_run_live(cfg, updater, decoder, holder, sink, stats, enforcer))
     finally:
+        if enforcer is not None:
+            enforcer.close()  # on every way out: SIGTERM, an error, the end of a capture
+            log.info("enforce: %s", json.dumps(enforcer.snapshot(), sort_keys=True))
         restore()
         sink.close()
         for name, value in sink.counters().items():
@@ -326,6 +343,7 @@ async def _run_pcap(
     holder: ListHolder,
     sink: SinkSet,
     stats: Counter[str],
+    enforcer: Enforcer | None = None,
 ) -> int:
     if updater is not None:
         async with aiohttp.ClientSession() as session:
@@ -336,8 +354,11 @@ async def _run_pcap(
         log.error("no valid list to enforce: decoding only, no alerts")
     elif holder.state.is_stale():
         log.warning("STALE: the list in force has expired; still enforcing it")
-    _process(iter_capture(pcap, decoder.counters), decoder, holder, sink, stats)
-    _match(decoder.flush(), holder, sink, stats)  # what the end of the capture completes
+    if enforcer is not None:
+        enforcer.sync(holder.matcher)  # the list the distributor just sent
+    _process(iter_capture(pcap, decoder.counters), decoder, holder, sink, stats, enforcer)
+    # what the end of the capture completes
+    _match(decoder.flush(), holder, sink, stats, enforcer=enforcer)
     sink.close()  # drain network queues (bounded) so the summary says what was delivered
     summary = {
         "list_version": holder.version,
@@ -346,6 +367,7 @@ async def _run_pcap(
         **sink.counters(),
         **{k: v for k, v in sorted(decoder.counters.items()) if v},
         **{k: v for k, v in sorted(holder.counters.items()) if v},
+        **(enforcer.snapshot() if enforcer is not None else {}),
     }
     print("summary: " + json.dumps(summary, sort_keys=True), file=sys.stderr)
     return EXIT_OK
@@ -358,6 +380,7 @@ async def _run_live(
     holder: ListHolder,
     sink: SinkSet,
     stats: Counter[str],
+    enforcer: Enforcer | None = None,
 ) -> int:
     from .live import LiveCapture  # only live mode needs AF_PACKET and libpcap
 
@@ -370,6 +393,12 @@ async def _run_live(
     tasks: list[asyncio.Task[None]] = []
     if updater is not None:
         tasks.append(asyncio.create_task(updater.run(cfg.distributor.interval_seconds, stop)))
+    if enforcer is not None:
+        tasks.append(
+            asyncio.create_task(
+                _enforce_ticks(enforcer, holder, cfg.enforce.sweep_interval_seconds, stop)
+            )
+        )
     assert cfg.interface
     with LiveCapture(cfg.interface, reopen=True) as cap:
         log.info("capturing on %s", cfg.interface)
@@ -400,8 +429,8 @@ async def _run_live(
                 frame = nxt.result()
             except StopAsyncIteration:
                 break
-            _handle(frame, decoder, holder, sink, stats, metrics)
-        _match(decoder.flush(), holder, sink, stats, metrics)
+            _handle(frame, decoder, holder, sink, stats, metrics, enforcer)
+        _match(decoder.flush(), holder, sink, stats, metrics, enforcer)
         stats_line = cap.stats
         if metrics_runner is not None:
             await metrics_runner.cleanup()
@@ -412,6 +441,49 @@ async def _run_live(
     _install_reopen(sink)
     log.info("stopped: %s alerts; capture %s; sinks %s", sink.count, stats_line, sink.counters())
     return EXIT_OK
+
+
+async def _enforce_ticks(
+    enforcer: Enforcer, holder: ListHolder, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Pick up list swaps the updater made and remove expired routes, until ``stop``."""
+    while not stop.is_set():
+        enforcer.tick(holder.matcher)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+
+
+# --- enforce ----------------------------------------------------------------------------
+
+
+def cmd_enforce(args: argparse.Namespace) -> int:
+    """List or flush what Stockade installed: both backends, whichever one is configured, so
+    a backend switched between runs leaves nothing behind."""
+    cfg = load_config(Path(args.config)) if args.config else SensorConfig()
+    enf = cfg.enforce
+    backends = [
+        make_backend(enf),
+        make_backend(replace(enf, backend="route" if enf.backend == "nftables" else "nftables")),
+    ]
+    failed = 0
+    for i, backend in enumerate(backends):
+        configured = i == 0
+        try:
+            if args.flush:
+                n = backend.flush()
+                print(f"flushed {n} {backend.name} elements")
+            else:
+                for line in backend.listing():
+                    print(line)
+        except SensorError as e:
+            if configured:
+                print(f"stockade-sensor: enforce ({backend.name}): {e}", file=sys.stderr)
+                failed += 1
+            else:  # e.g. nft not installed on a route-only box: nothing of ours can be there
+                log.debug("enforce (%s, not configured): %s", backend.name, e)
+        finally:
+            backend.close()
+    return EXIT_REJECTED if failed else EXIT_OK
 
 
 # --- entry point ------------------------------------------------------------------------
@@ -485,6 +557,15 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--max-bytes", type=_positive_int, default=Limits().max_list_bytes)
     v.add_argument("--max-version-jump", type=_positive_int)
     v.set_defaults(func=cmd_verify)
+
+    n = sub.add_parser(
+        "enforce", help="list or remove the routes / nftables sets Stockade installed"
+    )
+    n.add_argument("--config", help="sensor TOML config (its [enforce] table)")
+    what = n.add_mutually_exclusive_group(required=True)
+    what.add_argument("--flush", action="store_true", help="remove everything Stockade installed")
+    what.add_argument("--list", action="store_true", help="show everything Stockade installed")
+    n.set_defaults(func=cmd_enforce)
     return p
 
 

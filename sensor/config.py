@@ -29,6 +29,11 @@ Example (``/etc/stockade/sensor.toml``)::
     [limits]
     max_list_bytes = 67108864
     max_version_jump = 100000
+
+    [enforce]                       # off unless enabled; see docs/sensor-enforce.md
+    enabled = true
+    backend = "nftables"            # route | nftables
+    max_entries = 10000
 """
 
 from __future__ import annotations
@@ -60,6 +65,52 @@ class DistributorConfig:
 class Limits:
     max_list_bytes: int = 64 * MiB
     max_version_jump: int | None = None
+
+
+ENFORCE_BACKENDS = ("nftables", "route")
+#: Route protocol numbers below this are the kernel's own (unspec, redirect, kernel, boot, static).
+MIN_ROUTE_PROTOCOL = 5
+RESERVED_ROUTE_TABLES = (253, 254, 255)
+MAIN_RULE_PRIORITY = 32766
+
+
+@dataclass(frozen=True, slots=True)
+class EnforceConfig:
+    """The ``[enforce]`` table: kernel-level blocking on the sensor box (off by default).
+
+    A firmware profile whose description offers enforcement (``linux-sensor``) maps to
+    ``enabled = true`` here; the sensor never reads profile files itself.
+    """
+
+    enabled: bool = False
+    backend: str = "route"
+    #: listed IP/CIDR BLOCK entries installed at most (highest priority first; the rest capped)
+    max_entries: int = 10_000
+    #: addresses from blocked domains' DNS answers held at once
+    max_dynamic_entries: int = 4_096
+    #: ``proto`` number marking Stockade's blackhole routes, so they are found and flushed exactly
+    route_protocol: int = 199
+    #: the routing table holding them, and the ip rule priority that looks it up before main
+    route_table: int = 199
+    route_rule_priority: int = 1000
+    nft_table: str = "stockade"
+    nft_path: str = "nft"
+    dns_min_ttl_seconds: int = 60
+    dns_max_ttl_seconds: int = 86_400
+    #: install RFC 1918 / CGNAT / ULA addresses too (refused by default: they are the inside)
+    allow_private: bool = False
+    #: prefixes shorter than these are refused as too broad
+    min_prefix_v4: int = 8
+    min_prefix_v6: int = 16
+    #: leave everything installed when the sensor stops (default: remove it)
+    keep_on_stop: bool = False
+    #: quarantine an internal host that matched an entry of one of ``quarantine_categories``
+    quarantine: bool = False
+    quarantine_categories: tuple[str, ...] = ("c2",)
+    quarantine_seconds: int = 3_600
+    max_quarantined: int = 64
+    #: how often expired DNS-derived routes are removed and list swaps picked up
+    sweep_interval_seconds: float = 1.0
 
 
 SINK_KINDS = ("cef", "jsonl", "syslog")
@@ -133,6 +184,7 @@ class SensorConfig:
     distributor: DistributorConfig = DistributorConfig()
     limits: Limits = Limits()
     alert_sinks: tuple[SinkConfig, ...] = ()
+    enforce: EnforceConfig = EnforceConfig()
     #: HOST:PORT of the Prometheus endpoint (live mode), e.g. ``127.0.0.1:9750``; None: off
     metrics: str | None = None
 
@@ -173,7 +225,23 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "queue_messages": (int,),
     "reconnect_max_seconds": (int, float),
     "ca_file": (str,),
+    "backend": (str,),
+    "max_entries": (int,),
+    "max_dynamic_entries": (int,),
+    "route_protocol": (int,),
+    "route_table": (int,),
+    "route_rule_priority": (int,),
+    "nft_table": (str,),
+    "nft_path": (str,),
+    "dns_min_ttl_seconds": (int,),
+    "dns_max_ttl_seconds": (int,),
+    "min_prefix_v4": (int,),
+    "min_prefix_v6": (int,),
+    "quarantine_seconds": (int,),
+    "max_quarantined": (int,),
+    "sweep_interval_seconds": (int, float),
 }
+_ENFORCE_BOOLS = ("enabled", "allow_private", "keep_on_stop", "quarantine")
 
 
 def _section(cls: type[Any], data: dict[str, Any], where: str, path: Path) -> dict[str, Any]:
@@ -278,6 +346,59 @@ def _sinks(value: Any, path: Path, alerts: str | None) -> tuple[SinkConfig, ...]
     return tuple(out)
 
 
+def _enforce(value: Any, path: Path) -> EnforceConfig:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [enforce] must be a table")
+    table = dict(value)
+    cats = table.pop("quarantine_categories", None)
+    bools = {k: table.pop(k) for k in _ENFORCE_BOOLS if k in table}
+    out = _section(EnforceConfig, table, "enforce.", path)
+    for key, flag in bools.items():
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{path}: key enforce.{key!r} must be true or false")
+        out[key] = flag
+    if cats is not None:
+        if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
+            raise ConfigError(
+                f"{path}: key enforce.'quarantine_categories' must be a list of category names"
+            )
+        out["quarantine_categories"] = tuple(cats)
+    cfg = EnforceConfig(**out)
+    if cfg.backend not in ENFORCE_BACKENDS:
+        raise ConfigError(
+            f"{path}: enforce.backend {cfg.backend!r} is unknown "
+            f"(known: {', '.join(ENFORCE_BACKENDS)})"
+        )
+    if not MIN_ROUTE_PROTOCOL <= cfg.route_protocol <= 255:
+        raise ConfigError(
+            f"{path}: enforce.route_protocol must be {MIN_ROUTE_PROTOCOL}..255 "
+            f"(lower numbers are the kernel's), got {cfg.route_protocol}"
+        )
+    if not 1 <= cfg.route_table < 2**32 or cfg.route_table in RESERVED_ROUTE_TABLES:
+        raise ConfigError(
+            f"{path}: enforce.route_table must be a table of its own (not 253 default, 254 main "
+            f"or 255 local), got {cfg.route_table}"
+        )
+    if not 1 <= cfg.route_rule_priority < MAIN_RULE_PRIORITY:
+        raise ConfigError(
+            f"{path}: enforce.route_rule_priority must be 1..{MAIN_RULE_PRIORITY - 1} (looked up "
+            f"before main), got {cfg.route_rule_priority}"
+        )
+    if cfg.dns_min_ttl_seconds > cfg.dns_max_ttl_seconds:
+        raise ConfigError(
+            f"{path}: enforce.dns_min_ttl_seconds ({cfg.dns_min_ttl_seconds}) is above "
+            f"dns_max_ttl_seconds ({cfg.dns_max_ttl_seconds})"
+        )
+    if not 1 <= cfg.min_prefix_v4 <= 32 or not 1 <= cfg.min_prefix_v6 <= 128:
+        raise ConfigError(f"{path}: enforce.min_prefix_v4 is 1..32 and min_prefix_v6 1..128")
+    if not (
+        0 < len(cfg.nft_table) <= 64
+        and all(c.isascii() and (c.isalnum() or c in "-_") for c in cfg.nft_table)
+    ):
+        raise ConfigError(f"{path}: enforce.nft_table must be 1..64 of letters, digits, - and _")
+    return cfg
+
+
 def load_config(path: Path) -> SensorConfig:
     try:
         data = tomllib.loads(path.read_text())
@@ -291,6 +412,8 @@ def load_config(path: Path) -> SensorConfig:
             if not isinstance(top[name], dict):
                 raise ConfigError(f"{path}: [{name}] must be a table")
             top[name] = cls(**_section(cls, top[name], f"{name}.", path))
+    if "enforce" in top:
+        top["enforce"] = _enforce(top["enforce"], path)
     if "alert_sinks" in top:
         top["alert_sinks"] = _sinks(top["alert_sinks"], path, top.get("alerts"))
     if "metrics" in top:

@@ -9,6 +9,7 @@ import pytest
 from sensor.config import (
     ConfigError,
     DistributorConfig,
+    EnforceConfig,
     Limits,
     SensorConfig,
     SinkConfig,
@@ -290,3 +291,79 @@ def test_metrics_listen_address(tmp_path: Path) -> None:
 def test_bad_metrics_addresses_are_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="metrics: expected HOST:PORT"):
         load_config(_write(tmp_path, f'metrics = "{value}"\n'))
+
+
+# --- [enforce] --------------------------------------------------------------------------
+
+
+def test_enforcement_is_off_unless_enabled(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, GOOD)).enforce == EnforceConfig()
+    assert EnforceConfig().enabled is False
+    assert EnforceConfig().quarantine is False
+
+
+def test_an_enforce_table_loads(tmp_path: Path) -> None:
+    cfg = load_config(
+        _write(
+            tmp_path,
+            GOOD
+            + """
+[enforce]
+enabled = true
+backend = "nftables"
+max_entries = 500
+max_dynamic_entries = 100
+nft_table = "stockade_gw"
+dns_min_ttl_seconds = 30
+dns_max_ttl_seconds = 3600
+keep_on_stop = true
+quarantine = true
+quarantine_categories = ["c2", "botnet"]
+quarantine_seconds = 900
+route_table = 1234
+route_rule_priority = 900
+""",
+        )
+    ).enforce
+    assert cfg == EnforceConfig(
+        enabled=True,
+        backend="nftables",
+        max_entries=500,
+        max_dynamic_entries=100,
+        nft_table="stockade_gw",
+        dns_min_ttl_seconds=30,
+        dns_max_ttl_seconds=3600,
+        keep_on_stop=True,
+        quarantine=True,
+        quarantine_categories=("c2", "botnet"),
+        quarantine_seconds=900,
+        route_table=1234,
+        route_rule_priority=900,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[enforce]\nenable = true\n", ["unknown key", "enable"]),
+        ('[enforce]\nenabled = "yes"\n', ["enabled", "true or false"]),
+        ('[enforce]\nbackend = "ipset"\n', ["backend", "ipset", "route"]),
+        ("[enforce]\nmax_entries = 0\n", ["max_entries", "positive"]),
+        ("[enforce]\nmax_entries = true\n", ["max_entries"]),
+        ("[enforce]\nroute_protocol = 2\n", ["route_protocol", "kernel"]),
+        ("[enforce]\nroute_protocol = 256\n", ["route_protocol"]),
+        ("[enforce]\nroute_table = 254\n", ["route_table", "main"]),
+        ("[enforce]\nroute_rule_priority = 32766\n", ["route_rule_priority"]),
+        ("[enforce]\ndns_min_ttl_seconds = 600\ndns_max_ttl_seconds = 60\n", ["dns_min_ttl"]),
+        ("[enforce]\nmin_prefix_v4 = 33\n", ["min_prefix_v4"]),
+        ('[enforce]\nquarantine_categories = "c2"\n', ["quarantine_categories", "list"]),
+        ('[enforce]\nnft_table = "a b"\n', ["nft_table"]),
+        ('enforce = "on"\n', ["[enforce]", "table"]),
+    ],
+)
+def test_bad_enforce_tables_are_refused_by_name(
+    tmp_path: Path, text: str, words: list[str]
+) -> None:
+    message = _refused(tmp_path, text)
+    for word in words:
+        assert word in message
