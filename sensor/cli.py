@@ -410,6 +410,7 @@ async def _run_live(
                 list_info=lambda: _list_info(holder),
                 capture_stats=lambda: dataclasses.asdict(cap.stats),
                 sink_stats=lambda: [(k.name, *k.stats.snapshot()) for k in sink.sinks],
+                enforce_stats=enforcer.snapshot if enforcer is not None else None,
             )
             if updater is not None:
                 updater.on_result = metrics.update_result

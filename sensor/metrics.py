@@ -15,7 +15,9 @@ the reasons are the fixed counter names of ``sensor.counters``, never packet dat
 ``list_expires_timestamp_seconds``, ``list_stale`` (0/1), ``list_loaded`` (0/1),
 ``update_last_timestamp_seconds``, ``update_last_result{result}`` (1 for the last result, 0 for
 the others), ``update_results_total{result}``,
-``sink_messages_total{sink,outcome,reason}`` (outcome sent, dropped or error).
+``sink_messages_total{sink,outcome,reason}`` (outcome sent, dropped or error), and with
+enforcement on ``enforce_total{what}`` (added, removed, expired, refused.<reason> ...) and
+``enforce_held{kind}`` (static, dynamic, quarantine).
 """
 
 from __future__ import annotations
@@ -123,12 +125,14 @@ class Metrics:
         list_info: Callable[[], ListInfo],
         capture_stats: Callable[[], Mapping[str, int]] | None = None,
         sink_stats: Callable[[], Iterable[SinkCounts]] | None = None,
+        enforce_stats: Callable[[], Mapping[str, int]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._decoder_counters = decoder_counters
         self._list_info = list_info
         self._capture_stats = capture_stats
         self._sink_stats = sink_stats
+        self._enforce_stats = enforce_stats
         self._clock = clock
         self.alerts: Counter[tuple[str, str, str]] = Counter()
         self.update_results: Counter[str] = Counter()
@@ -222,6 +226,16 @@ class Metrics:
                 for reason, n in table.items():
                     sinks.add(n, sink=name, outcome=outcome, reason=reason)
         out.append(sinks)
+        if self._enforce_stats is not None:
+            changes = Family("enforce_total", "counter", "Enforcement changes by what happened.")
+            held = Family("enforce_held", "gauge", "Addresses and prefixes enforced, by kind.")
+            for name, n in sorted(self._enforce_stats().items()):
+                what = name.removeprefix("enforce.")
+                if what.startswith("held."):
+                    held.add(n, kind=what.removeprefix("held."))
+                else:
+                    changes.add(n, what=what)
+            out += [changes, held]
         return out
 
     def render(self) -> str:

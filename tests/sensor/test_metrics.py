@@ -73,6 +73,11 @@ def fed() -> tuple[Metrics, Decoder]:
         list_info=lambda: ListInfo(version=9, entries=1, created=NOW - 90, expires=NOW + 10),
         capture_stats=lambda: {"kernel_drops": 3, "received": 40, "reopens": 1},
         sink_stats=lambda: [("siem", 5, {"queue_full": 2}, {"connection refused": 1})],
+        enforce_stats=lambda: {
+            "enforce.added": 4,
+            "enforce.refused.loopback": 1,
+            "enforce.held.static": 3,
+        },
         clock=lambda: NOW,
     )
     frames = [
@@ -122,6 +127,11 @@ def test_every_line_is_valid_exposition_and_counts_are_the_decoders(
     assert last[(label("result", "failed"),)] == 0
     assert got["stockade_sensor_update_results_total"][(label("result", "failed"),)] == 1
     assert got["stockade_sensor_update_last_timestamp_seconds"][()] == NOW
+    assert got["stockade_sensor_enforce_total"] == {
+        (label("what", "added"),): 4,
+        (label("what", "refused.loopback"),): 1,
+    }
+    assert got["stockade_sensor_enforce_held"] == {(label("kind", "static"),): 3}
     sinks = got["stockade_sensor_sink_messages_total"]
     assert sinks == {
         (label("outcome", "sent"), label("reason", ""), label("sink", "siem")): 5,
