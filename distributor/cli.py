@@ -352,7 +352,9 @@ def _outcome_table(outcomes: Sequence[FeedOutcome], console: Console) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    server = ListServer(Path(args.lists), Path(args.tokens))
+    # telemetry intake (POST /v1/telemetry) needs a store; without one it answers 503
+    telemetry = Store.open(str(args.telemetry_store)) if args.telemetry_store else None
+    server = ListServer(Path(args.lists), Path(args.tokens), telemetry_store=telemetry)
 
     async def main() -> None:
         runner = await start(server, args.host, args.port)
@@ -364,7 +366,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await stop.wait()
         await runner.cleanup()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if telemetry is not None:
+            telemetry.close()
     return EXIT_OK
 
 
@@ -465,6 +471,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tokens", required=True, help="appliance token file")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8750)
+    s.add_argument(
+        "--telemetry-store",
+        help="store URL (or SQLite path) for sensor telemetry (POST /v1/telemetry); "
+        "without it the intake answers 503",
+    )
     s.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("token", help="manage appliance tokens")

@@ -4,6 +4,15 @@
     200 with the bundle and a strong ETag (SHA-256 of the bytes); 304 on ``If-None-Match``.
     401 without a valid token. A valid token asking for a list it may not fetch gets the
     same 404 as a list that does not exist, so a token never learns which tenants exist.
+``POST /v1/telemetry``
+    A sensor's ``blocklist.telemetry`` batch (``Content-Type:
+    application/vnd.stockade.telemetry+msgpack``), stored for the tenant and appliance of the
+    bearer token: the batch names neither, so it cannot write anywhere else. 200 with
+    ``{"status": "stored"}``, or ``{"status": "duplicate"}`` for a batch stored before (same
+    appliance, instance and sequence: nothing is stored twice). 400 with the reason for a
+    body that is not a valid batch, 413 past the size limit (enforced while reading), 415 for
+    another media type, 401 without a valid token, 503 (``Retry-After``) when the store
+    cannot take it now or the server has no store: the sensor keeps the batch and retries.
 ``GET /v1/health``
     200 ``{"status": "ok"}``.
 
@@ -13,6 +22,7 @@ re-read when it changes on disk.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections import Counter
@@ -22,13 +32,26 @@ from pathlib import Path
 
 from aiohttp import web
 
+from blocklist.telemetry import (
+    DEFAULT_MAX_BATCH_BYTES,
+    MEDIA_TYPE,
+    MalformedTelemetry,
+    TelemetryBatch,
+)
+
 from . import publish
-from .tokens import TokenStore
+from .store import Store, StoreError
+from .tokens import Appliance, TokenStore
 
 log = logging.getLogger("stockade.distributor.server")
 
 MAX_CACHED_BUNDLES = 64
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'  # never headers: they carry tokens
+CHUNK_BYTES = 64 * 1024
+#: Seconds a sensor is asked to wait when the store cannot take its batch now.
+RETRY_AFTER_SECONDS = 30
+#: A refusal's text quotes what was wrong; keep the answer (and the log line) short.
+MAX_REASON_CHARS = 300
 
 
 @dataclass
@@ -38,9 +61,20 @@ class _Cached:
 
 
 class ListServer:
-    def __init__(self, lists_dir: Path, tokens_path: Path) -> None:
+    """Lists out, telemetry in; ``telemetry_store`` None: the intake answers 503."""
+
+    def __init__(
+        self,
+        lists_dir: Path,
+        tokens_path: Path,
+        *,
+        telemetry_store: Store | None = None,
+        max_telemetry_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    ) -> None:
         self.lists_dir = lists_dir
         self.tokens_path = tokens_path
+        self.telemetry_store = telemetry_store
+        self.max_telemetry_bytes = max_telemetry_bytes
         self._tokens = TokenStore.load(tokens_path)
         self._tokens_stamp = self._stamp(tokens_path)
         self._cache: dict[Path, _Cached] = {}
@@ -81,21 +115,26 @@ class ListServer:
             self._cache[path] = cached
         return cached
 
-    async def get_list(self, request: web.Request) -> web.StreamResponse:
+    def _appliance(self, request: web.Request, counter: str) -> Appliance:
+        """The appliance whose bearer token came with the request, or a 401."""
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            self.counters["lists.401"] += 1
+            self.counters[f"{counter}.401"] += 1
             raise web.HTTPUnauthorized(
                 text="bearer token required\n",
                 headers={"WWW-Authenticate": 'Bearer realm="stockade"'},
             )
         appliance = self.tokens().authenticate(token.strip())
         if appliance is None:
-            self.counters["lists.401"] += 1
+            self.counters[f"{counter}.401"] += 1
             raise web.HTTPUnauthorized(
                 text="invalid token\n", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
+        return appliance
+
+    async def get_list(self, request: web.Request) -> web.StreamResponse:
+        appliance = self._appliance(request, "lists")
         tenant = request.match_info["tenant"]
         profile = request.match_info["profile"]
         path = (
@@ -121,6 +160,68 @@ class ListServer:
             headers={"ETag": cached.etag, "Cache-Control": "no-cache"},
         )
 
+    async def post_telemetry(self, request: web.Request) -> web.StreamResponse:
+        appliance = self._appliance(request, "telemetry")
+        store = self.telemetry_store
+        if store is None:
+            self.counters["telemetry.503"] += 1
+            raise web.HTTPServiceUnavailable(text="telemetry intake is not configured\n")
+        if request.content_type != MEDIA_TYPE:
+            self.counters["telemetry.415"] += 1
+            raise web.HTTPUnsupportedMediaType(text=f"expected Content-Type {MEDIA_TYPE}\n")
+        body = await self._read_limited(request)
+        try:
+            batch = TelemetryBatch.from_bytes(body, max_bytes=self.max_telemetry_bytes)
+        except MalformedTelemetry as e:
+            self.counters[f"telemetry.rejected.{e.reason}"] += 1
+            reason = " ".join(str(e).split())[:MAX_REASON_CHARS]
+            log.warning("telemetry from appliance %s refused: %s", appliance.name, reason)
+            raise web.HTTPBadRequest(text=f"{e.reason}: {reason}\n") from None
+        try:
+            stored = await asyncio.to_thread(
+                store.record_telemetry, appliance.tenant, appliance.name, batch
+            )
+        except StoreError as e:
+            self.counters["telemetry.store_failed"] += 1
+            log.error("telemetry from appliance %s not stored: %s", appliance.name, e)
+            raise web.HTTPServiceUnavailable(
+                text="telemetry store unavailable, retry later\n",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
+        status = "stored" if stored else "duplicate"
+        self.counters[f"telemetry.{status}"] += 1
+        log.info(
+            "telemetry %s from appliance %s/%s: instance %s seq %d, %d sightings, %d pdns",
+            status,
+            appliance.tenant,
+            appliance.name,
+            batch.instance_id,
+            batch.sequence,
+            len(batch.sightings),
+            len(batch.passive_dns),
+        )
+        return web.json_response(
+            {"status": status, "instance": batch.instance_id, "seq": batch.sequence}
+        )
+
+    async def _read_limited(self, request: web.Request) -> bytes:
+        """The body, refused with 413 as soon as it passes the limit (not after)."""
+        limit = self.max_telemetry_bytes
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            self.counters["telemetry.413"] += 1
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                self.counters["telemetry.413"] += 1
+                # answer, then close: aiohttp would otherwise go on reading (and discarding)
+                # the rest of an endless body for its lingering time
+                request.protocol.force_close()
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+        return bytes(body)
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -128,6 +229,7 @@ class ListServer:
         app = web.Application(middlewares=[self._errors], client_max_size=64 * 1024)
         app.router.add_get("/v1/health", self.health)
         app.router.add_get("/v1/lists/{tenant}/{profile}", self.get_list)
+        app.router.add_post("/v1/telemetry", self.post_telemetry)
         return app
 
     @web.middleware

@@ -9,13 +9,17 @@ from .store import (
     Store,
     StoreStats,
 )
+from .telemetry import PassiveDnsRow, SightingRow, TelemetryStats
 
 __all__ = [
     "ActiveIndicator",
     "FeedState",
     "IngestStats",
     "Observation",
+    "PassiveDnsRow",
+    "SightingRow",
     "Store",
     "StoreError",
     "StoreStats",
+    "TelemetryStats",
 ]

@@ -99,3 +99,63 @@ observations = Table(
     ),
     sqlite_with_rowid=False,
 )
+
+# --- telemetry (migration 0002) -------------------------------------------------------------
+#: Tenants and appliances are token-file names (at most 64 characters, see ``tokens``).
+
+telemetry_batches = Table(
+    "telemetry_batches",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("appliance", String(64), nullable=False),
+    Column("instance", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("list_version", BigInteger, nullable=False),
+    Column("host_mode", String(8), nullable=False),
+    Column("sightings", Integer, nullable=False),
+    Column("passive_dns", Integer, nullable=False),
+    # one row per batch ever stored: a batch sent again is recognized and not stored twice
+    PrimaryKeyConstraint("tenant", "appliance", "instance", "seq"),
+    Index("ix_telemetry_batches_received_at", "received_at"),
+)
+
+sightings = Table(
+    "sightings",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("appliance", String(64), nullable=False),
+    # SHA-256 of (entry type, value, matched_on, event kind, host): a URL entry of 4096
+    # characters is too wide for a PostgreSQL index row
+    Column("key", String(64), nullable=False),
+    Column("entry_type", String(8), nullable=False),
+    Column("entry_value", Text, nullable=False),
+    Column("matched_on", String(32), nullable=False),
+    Column("event_kind", String(32), nullable=False),
+    Column("host", String(80), nullable=False),  # "" omitted, "hmac:<hex>", or the address
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    Column("list_version", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "appliance", "key"),
+    Index("ix_sightings_tenant_last_seen", "tenant", "last_seen"),
+)
+
+passive_dns = Table(
+    "passive_dns",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("appliance", String(64), nullable=False),
+    Column("key", String(64), nullable=False),  # SHA-256 of (name, rrtype, rdata)
+    Column("name", Text, nullable=False),
+    Column("rrtype", Integer, nullable=False),
+    Column("rdata", Text, nullable=False),
+    Column("ttl", BigInteger, nullable=False),  # the largest seen
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "appliance", "key"),
+    Index("ix_passive_dns_tenant_name", "tenant", "name"),
+    Index("ix_passive_dns_tenant_rdata", "tenant", "rdata"),
+)

@@ -58,8 +58,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from blocklist.telemetry import TelemetryBatch
+
 from ..indicators import Indicator, IndicatorType
 from . import migrate
+from . import telemetry as tel
 from .errors import StoreError
 from .schema import feeds, indicators, observations
 from .statements import (
@@ -95,6 +98,9 @@ MAX_FEED_NAME_CHARS = 200
 #: never wait for it. The ASCII of "Stockade".
 PG_WRITE_LOCK_KEY = 0x53746F636B616465
 _WRITE = "stockade_write"
+#: A writer that relies on row locks and unique keys alone (telemetry intake): SQLite still
+#: begins IMMEDIATE, PostgreSQL takes no advisory lock, so a long ingest does not block it.
+_WRITE_ROWS = "stockade_write_rows"
 #: ``Indicator.expires`` (a feed's valid_until) is read with getattr and passed on only when
 #: the field exists, so the store works with either shape of Indicator.
 _INDICATOR_HAS_EXPIRES = "expires" in {f.name for f in fields(Indicator)}
@@ -292,7 +298,7 @@ class Store:
         self.close()
 
     @contextmanager
-    def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
+    def _transaction(self, *, write: bool = False, rows_only: bool = False) -> Iterator[Connection]:
         """One transaction; on SQLite a writer takes the write lock at BEGIN (IMMEDIATE), so
         it waits for another writer instead of failing when it upgrades a read snapshot; on
         PostgreSQL it takes the store's advisory lock (``PG_WRITE_LOCK_KEY``).
@@ -301,11 +307,12 @@ class Store:
         default (READ COMMITTED) takes one per statement, and ``active`` would find
         observations of a feed committed after it read the feeds. Writers stay READ
         COMMITTED: they wait for the lock, then must see what the previous writer committed.
+        ``rows_only``: a writer that skips PostgreSQL's advisory lock (``_WRITE_ROWS``).
         """
         try:
             with self._engine.connect() as conn:
                 if write:
-                    conn.execution_options(**{_WRITE: True})
+                    conn.execution_options(**{_WRITE_ROWS if rows_only else _WRITE: True})
                 elif conn.dialect.name == "postgresql":
                     conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
@@ -639,6 +646,87 @@ class Store:
             if obs:
                 yield ActiveIndicator(IndicatorType(kind), value, tuple(obs))
 
+    # --- telemetry ------------------------------------------------------------------
+
+    def record_telemetry(
+        self, tenant: str, appliance: str, batch: TelemetryBatch, *, now: datetime | None = None
+    ) -> bool:
+        """Store a sensor's batch for the appliance that sent it, in one transaction.
+
+        Returns False, storing nothing, when this (tenant, appliance, instance, sequence)
+        was stored before: a sensor sends a batch again when it never saw the answer.
+        """
+        when = now or datetime.now(UTC)
+        with self._transaction(write=True, rows_only=True) as conn:
+            return tel.record(conn, tenant, appliance, batch, when)
+
+    def sightings(
+        self,
+        tenant: str,
+        *,
+        appliance: str | None = None,
+        entry_value: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[tel.SightingRow]:
+        """The tenant's sightings, most recently seen first (``since``: last seen at or
+        after it). Only ever one tenant's rows: there is no query across tenants."""
+        q = tel.sightings_query(
+            tenant, appliance=appliance, entry_value=entry_value, since=since, limit=limit
+        )
+        with self._transaction() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            tel.SightingRow(
+                appliance=r["appliance"],
+                entry_type=r["entry_type"],
+                entry_value=r["entry_value"],
+                matched_on=r["matched_on"],
+                event_kind=r["event_kind"],
+                host=r["host"],
+                count=r["count"],
+                first_seen=_dt(r["first_seen"]),
+                last_seen=_dt(r["last_seen"]),
+                list_version=r["list_version"],
+            )
+            for r in rows
+        ]
+
+    def passive_dns(
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        rdata: str | None = None,
+        appliance: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[tel.PassiveDnsRow]:
+        """The tenant's passive DNS (``name`` -> ``rdata``), most recently seen first."""
+        q = tel.passive_dns_query(
+            tenant, appliance=appliance, name=name, rdata=rdata, since=since, limit=limit
+        )
+        with self._transaction() as conn:
+            rows = conn.execute(q).mappings().all()
+        return [
+            tel.PassiveDnsRow(
+                appliance=r["appliance"],
+                name=r["name"],
+                rrtype=tel.rrtype_name(r["rrtype"]),
+                rdata=r["rdata"],
+                ttl=r["ttl"],
+                count=r["count"],
+                first_seen=_dt(r["first_seen"]),
+                last_seen=_dt(r["last_seen"]),
+            )
+            for r in rows
+        ]
+
+    def telemetry_stats(self, tenant: str, appliance: str | None = None) -> tel.TelemetryStats:
+        """Batches, sighting rows and passive-DNS rows held for a tenant (or one appliance)."""
+        with self._transaction() as conn:
+            return tel.stats(conn, tenant, appliance)
+
     def stats(self) -> StoreStats:
         o, i = observations, indicators
         with self._transaction() as conn:
@@ -690,7 +778,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(_WRITE)
+        options = conn.get_execution_options()
+        write = options.get(_WRITE) or options.get(_WRITE_ROWS)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
