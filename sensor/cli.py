@@ -43,6 +43,7 @@ from .events import Event
 from .metrics import ListInfo, Metrics, start_metrics_server
 from .pcapfile import Frame, iter_capture
 from .sinks import SinkSet, build_sinks
+from .telemetry import Telemetry
 from .updater import ListHolder, Updater
 
 log = logging.getLogger("stockade.sensor")
@@ -204,9 +205,10 @@ def _process(
     sink: SinkSet,
     stats: Counter[str],
     enforcer: Enforcer | None = None,
+    telemetry: Telemetry | None = None,
 ) -> None:
     for frame in frames:
-        _handle(frame, decoder, holder, sink, stats, enforcer=enforcer)
+        _handle(frame, decoder, holder, sink, stats, None, enforcer, telemetry)
 
 
 def _handle(
@@ -217,8 +219,9 @@ def _handle(
     stats: Counter[str],
     metrics: Metrics | None = None,
     enforcer: Enforcer | None = None,
+    telemetry: Telemetry | None = None,
 ) -> None:
-    _match(decoder.decode(frame), holder, sink, stats, metrics, enforcer)
+    _match(decoder.decode(frame), holder, sink, stats, metrics, enforcer, telemetry)
 
 
 def _match(
@@ -228,7 +231,11 @@ def _match(
     stats: Counter[str],
     metrics: Metrics | None = None,
     enforcer: Enforcer | None = None,
+    telemetry: Telemetry | None = None,
 ) -> None:
+    if telemetry is not None:
+        for event in events:
+            telemetry.observe_event(event)  # passive DNS: every answer, matched or not
     matcher = holder.matcher  # one read: a swap mid-frame cannot mix two lists
     if matcher is None:
         return
@@ -240,6 +247,8 @@ def _match(
             sink.emit(alert)
             if enforcer is not None:
                 enforcer.on_alert(alert)
+            if telemetry is not None:
+                telemetry.observe_alert(alert)
 
 
 def _list_info(holder: ListHolder) -> ListInfo:
@@ -309,6 +318,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             cfg.profile,
             timeout_seconds=cfg.distributor.timeout_seconds,
         )
+    telemetry = None
+    if cfg.telemetry is not None and cfg.telemetry.enabled:
+        if not (cfg.distributor.url and token and cfg.state_dir):
+            raise ConfigError(
+                "[telemetry] needs a distributor URL, a token and a state directory "
+                "(it spools batches there while the distributor is unreachable)"
+            )
+        try:
+            telemetry = Telemetry(cfg.telemetry, Path(cfg.state_dir), cfg.distributor.url, token)
+        except OSError as e:
+            raise ConfigError(f"telemetry state in {cfg.state_dir}: {e.strerror or e}") from e
     sink = build_sinks(cfg.alerts, cfg.alert_sinks)
     restore = _install_reopen(sink)
     decoder = Decoder()
@@ -321,10 +341,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.pcap:
             return asyncio.run(
-                _run_pcap(args.pcap, updater, decoder, holder, sink, stats, enforcer)
+                _run_pcap(args.pcap, updater, decoder, holder, sink, stats, enforcer, telemetry)
             )
         assert cfg.interface
-        return asyncio.run(_run_live(cfg, updater, decoder, holder, sink, stats, enforcer))
+        return asyncio.run(
+            _run_live(cfg, updater, decoder, holder, sink, stats, enforcer, telemetry)
+        )
     finally:
         if enforcer is not None:
             enforcer.close()  # on every way out: SIGTERM, an error, the end of a capture
@@ -344,6 +366,7 @@ async def _run_pcap(
     sink: SinkSet,
     stats: Counter[str],
     enforcer: Enforcer | None = None,
+    telemetry: Telemetry | None = None,
 ) -> int:
     if updater is not None:
         async with aiohttp.ClientSession() as session:
@@ -356,10 +379,16 @@ async def _run_pcap(
         log.warning("STALE: the list in force has expired; still enforcing it")
     if enforcer is not None:
         enforcer.sync(holder.matcher)  # the list the distributor just sent
-    _process(iter_capture(pcap, decoder.counters), decoder, holder, sink, stats, enforcer)
+    _process(
+        iter_capture(pcap, decoder.counters), decoder, holder, sink, stats, enforcer, telemetry
+    )
     # what the end of the capture completes
-    _match(decoder.flush(), holder, sink, stats, enforcer=enforcer)
+    _match(decoder.flush(), holder, sink, stats, None, enforcer, telemetry)
     sink.close()  # drain network queues (bounded) so the summary says what was delivered
+    if telemetry is not None:  # spool what the replay saw, then send what the spool holds
+        telemetry.flush()
+        async with aiohttp.ClientSession() as session:
+            await telemetry.send_pending(session)
     summary = {
         "list_version": holder.version,
         "alerts": sink.count,
@@ -368,6 +397,7 @@ async def _run_pcap(
         **{k: v for k, v in sorted(decoder.counters.items()) if v},
         **{k: v for k, v in sorted(holder.counters.items()) if v},
         **(enforcer.snapshot() if enforcer is not None else {}),
+        **({k: v for k, v in telemetry.counters.items() if v} if telemetry is not None else {}),
     }
     print("summary: " + json.dumps(summary, sort_keys=True), file=sys.stderr)
     return EXIT_OK
@@ -381,6 +411,7 @@ async def _run_live(
     sink: SinkSet,
     stats: Counter[str],
     enforcer: Enforcer | None = None,
+    telemetry: Telemetry | None = None,
 ) -> int:
     from .live import LiveCapture  # only live mode needs AF_PACKET and libpcap
 
@@ -399,6 +430,8 @@ async def _run_live(
                 _enforce_ticks(enforcer, holder, cfg.enforce.sweep_interval_seconds, stop)
             )
         )
+    if telemetry is not None:  # flushes, spools and sends until stop; spools what is left
+        tasks.append(asyncio.create_task(telemetry.run(stop)))
     assert cfg.interface
     with LiveCapture(cfg.interface, reopen=True) as cap:
         log.info("capturing on %s", cfg.interface)
@@ -430,8 +463,8 @@ async def _run_live(
                 frame = nxt.result()
             except StopAsyncIteration:
                 break
-            _handle(frame, decoder, holder, sink, stats, metrics, enforcer)
-        _match(decoder.flush(), holder, sink, stats, metrics, enforcer)
+            _handle(frame, decoder, holder, sink, stats, metrics, enforcer, telemetry)
+        _match(decoder.flush(), holder, sink, stats, metrics, enforcer, telemetry)
         stats_line = cap.stats
         if metrics_runner is not None:
             await metrics_runner.cleanup()

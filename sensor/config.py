@@ -30,10 +30,16 @@ Example (``/etc/stockade/sensor.toml``)::
     max_list_bytes = 67108864
     max_version_jump = 100000
 
+    metrics = "127.0.0.1:9750"      # Prometheus GET /metrics (live mode)
+
     [enforce]                       # off unless enabled; see docs/sensor-enforce.md
     enabled = true
     backend = "nftables"            # route | nftables
     max_entries = 10000
+
+    [telemetry]                     # sightings + passive DNS to the distributor (docs/telemetry.md)
+    enabled = true
+    internal_host = "hash"          # omit | hash | raw
 """
 
 from __future__ import annotations
@@ -42,9 +48,12 @@ import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SensorError
+
+if TYPE_CHECKING:
+    from .telemetry import TelemetryConfig
 
 MiB = 1024 * 1024
 
@@ -185,6 +194,8 @@ class SensorConfig:
     limits: Limits = Limits()
     alert_sinks: tuple[SinkConfig, ...] = ()
     enforce: EnforceConfig = EnforceConfig()
+    #: ``[telemetry]``: sightings and passive DNS sent to the distributor (docs/telemetry.md)
+    telemetry: TelemetryConfig | None = None
     #: HOST:PORT of the Prometheus endpoint (live mode), e.g. ``127.0.0.1:9750``; None: off
     metrics: str | None = None
 
@@ -414,6 +425,12 @@ def load_config(path: Path) -> SensorConfig:
             top[name] = cls(**_section(cls, top[name], f"{name}.", path))
     if "enforce" in top:
         top["enforce"] = _enforce(top["enforce"], path)
+    if "telemetry" in top:
+        from .telemetry import parse_config  # it imports this module: imported when needed
+
+        if not isinstance(top["telemetry"], dict):
+            raise ConfigError(f"{path}: [telemetry] must be a table")
+        top["telemetry"] = parse_config(top["telemetry"], f"{path}: [telemetry]")
     if "alert_sinks" in top:
         top["alert_sinks"] = _sinks(top["alert_sinks"], path, top.get("alerts"))
     if "metrics" in top:
