@@ -12,6 +12,7 @@ Example (``/etc/stockade/sensor.toml``)::
     state_dir = "/var/lib/stockade"
     interface = "eth0"
     alerts = "/var/log/stockade/alerts.jsonl"   # JSON lines; "-" is stdout
+    metrics = "127.0.0.1:9750"      # Prometheus GET /metrics (live mode)
 
     [[alert_sinks]]                 # any number; see docs/sensor-alerts.md
     kind = "syslog"                 # jsonl | syslog | cef
@@ -29,8 +30,6 @@ Example (``/etc/stockade/sensor.toml``)::
     [limits]
     max_list_bytes = 67108864
     max_version_jump = 100000
-
-    metrics = "127.0.0.1:9750"      # Prometheus GET /metrics (live mode)
 
     [enforce]                       # off unless enabled; see docs/sensor-enforce.md
     enabled = true
