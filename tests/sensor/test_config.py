@@ -367,3 +367,16 @@ def test_bad_enforce_tables_are_refused_by_name(
     message = _refused(tmp_path, text)
     for word in words:
         assert word in message
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    """The example in the module docstring is what operators copy: it must stay valid."""
+    import sensor.config
+
+    assert sensor.config.__doc__ is not None
+    example = sensor.config.__doc__.split("::", 1)[1]
+    text = "\n".join(line[4:] for line in example.splitlines())
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.metrics == "127.0.0.1:9750" and cfg.enforce.enabled
+    assert cfg.telemetry is not None and cfg.telemetry.internal_host == "hash"
+    assert cfg.alert_sinks[0].kind == "syslog"
