@@ -99,7 +99,9 @@ def test_output_structure(quick: dict[str, Any]) -> None:
     mem = lst["memory"]
     assert mem["entries"] == 10_000
     assert mem["index_lookup_bytes"] > 0 and mem["index_object_bytes"] > 0
-    assert mem["list_retained_bytes"] > mem["index_lookup_bytes"]
+    # the name tables are views into the bundle bytes (excluded from "retained"), so only the
+    # objects built at load count there: the address tables, the trust state
+    assert mem["list_retained_bytes"] > 0
     assert [g["goal"].split()[0] for g in quick["goals"]] == [
         "decode+match",
         ">=",
