@@ -4,6 +4,7 @@
     .venv/bin/python bench/sensor_bench.py --runs 1        # the same, one run of each tool
     .venv/bin/python bench/sensor_bench.py --quick         # 20k packets, 50k entries (< 60 s)
     .venv/bin/python bench/sensor_bench.py --json          # machine output on stdout
+    .venv/bin/python bench/sensor_bench.py --no-name-cache # stockade without its name cache
 
 Issue 5's goals, judged in one run on one capture: Stockade decode + match >= 300k packets/s on
 one core, >= 8x dpkt object parsing and >= 6x ``tshark -T fields -e dns.qry.name``; peak RSS of
@@ -60,7 +61,11 @@ path, as ``stockade-sensor run --pcap --list`` takes it (``sensor.cli``): read t
 ``ListHolder.accept`` it (verify, parse, index: the load time), then ``sensor.cli._process``
 over ``iter_capture`` (``Decoder.decode``, ``ListHolder.matcher.match``, alerts to the sink
 ``cmd_run`` builds for ``--alerts /dev/null``); the bundle bytes stay referenced as ``cmd_run``
-keeps them. Rates are over the processing loop; peak RSS is the process's ``VmHWM`` (load
+keeps them. As in ``cmd_run``, the decoder is attached to the holder (``ListHolder.attach``):
+the list in force is its prefilter, so the fast path (``sensor.fastpath``) counts the events
+that cannot match without building them; events and alerts are still checked against what the
+capture holds. The capture replays a pool of units, so the fast path's cache of question names
+ruled out mostly hits after the first pass; ``--no-name-cache`` measures without it. Rates are over the processing loop; peak RSS is the process's ``VmHWM`` (load
 included), and the peak while processing is read after resetting the mark. ``dpkt``:
 ``dpkt.pcap.Reader`` and ``Ethernet -> IP/IP6 -> UDP -> dpkt.dns.DNS`` objects, every
 question's qname extracted. ``tshark``: ``tshark -r FILE -T fields -e dns.qry.name``, its whole
@@ -927,8 +932,15 @@ def _alert_sink(target: str) -> Any:
     return build_sinks(target, ())
 
 
-def child_stockade(pcap: str, bundle: str, root_pub: str) -> dict[str, Any]:
-    """The sensor's own path: ``cmd_run``'s list load, then ``sensor.cli._process``."""
+def child_stockade(
+    pcap: str, bundle: str, root_pub: str, name_cache: bool = True
+) -> dict[str, Any]:
+    """The sensor's own path: ``cmd_run``'s list load, then ``sensor.cli._process``.
+
+    The decoder gets the list in force as its prefilter (``ListHolder.attach``), so packets
+    that cannot match are counted without building events; ``name_cache=False`` turns off its
+    cache of question names ruled out (``sensor.fastpath``), to show what the cache is worth.
+    """
     from sensor.cli import _process
     from sensor.decode import Decoder
     from sensor.pcapfile import iter_capture
@@ -945,6 +957,11 @@ def child_stockade(pcap: str, bundle: str, root_pub: str) -> dict[str, Any]:
     hwm_load = _vm_kib("VmHWM")
     reset = _reset_peak_rss()
     decoder = Decoder()
+    if hasattr(holder, "attach"):
+        holder.attach(decoder)  # as cmd_run does: the list in force is the decoder's prefilter
+    fast = getattr(decoder, "_fast", None)
+    if fast is not None and not name_cache:
+        fast.name_cache_entries = 0
     sink = _alert_sink(os.devnull)
     stats: Counter[str] = Counter()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -970,6 +987,8 @@ def child_stockade(pcap: str, bundle: str, root_pub: str) -> dict[str, Any]:
         "peak_rss_kib": max(hwm_load, hwm_run),
         "counters": {k: v for k, v in sorted(counters.items()) if v},
         "alerts_by": dict(sorted(stats.items())),
+        "name_cache": name_cache,
+        "name_cache_misses": getattr(fast, "misses", None),
     }
 
 
@@ -1343,6 +1362,20 @@ def report(
             if k.split(".")[0] in ("malformed", "skipped", "partial", "error", "flows")
         }
         lines.append("stockade counters: " + json.dumps(noisy, sort_keys=True))
+        misses = r0.get("name_cache_misses")
+        if misses is not None:
+            dns = r0["counters"].get("events.dns_query", 0) + r0["counters"].get(
+                "events.dns_answer", 0
+            )
+            lines.append(
+                "stockade fast path: "
+                + (
+                    f"{misses:,} question names checked against the list (not in its cache of "
+                    f"names ruled out) for {dns:,} DNS events"
+                    if r0.get("name_cache", True)
+                    else f"name cache off (--no-name-cache): {misses:,} names checked"
+                )
+            )
     n = lst.entries
     load_median = st.median("load_seconds") if st.runs else float("nan")
     lines.append("")
@@ -1459,6 +1492,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small capture and list (< 60 s)")
     p.add_argument("--json", action="store_true", help="JSON on stdout, the text on stderr")
     p.add_argument("--no-tshark", action="store_true", help="skip the tshark baseline")
+    p.add_argument(
+        "--no-name-cache",
+        action="store_true",
+        help="stockade without the fast path's cache of question names ruled out",
+    )
     p.add_argument("--child", choices=("stockade", "dpkt", "raw", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--cpu", type=int, default=-1, help=argparse.SUPPRESS)
     p.add_argument("--pcap", help=argparse.SUPPRESS)
@@ -1470,7 +1508,7 @@ def _parser() -> argparse.ArgumentParser:
 def _child_main(args: argparse.Namespace) -> int:
     _pin(args.cpu)
     if args.child == "stockade":
-        result = child_stockade(args.pcap, args.bundle, args.root_pub)
+        result = child_stockade(args.pcap, args.bundle, args.root_pub, not args.no_name_cache)
     elif args.child == "dpkt":
         result = child_dpkt(args.pcap)
     elif args.child == "raw":
@@ -1531,7 +1569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if name == "tshark":
                     run = run_tshark(capture.path, cpu)
                 elif name == "stockade":
-                    run = run_child(name, pcap_args + list_args, cpu)
+                    extra = ["--no-name-cache"] if args.no_name_cache else []
+                    run = run_child(name, pcap_args + list_args + extra, cpu)
                 else:
                     run = run_child(name, pcap_args, cpu)
                 run.result["cpu"] = cpu

@@ -17,11 +17,21 @@ second for a million names; see ``blocklist.fingerprint`` and ``blocklist.compac
 The most specific match wins, so an ALLOW entry for ``ok.example.com`` carves an exception
 out of a DOMAIN entry ``example.com``. Entries are decoded from their rows when they match
 (a few thousand recent ones are kept decoded).
+
+Pre-filters (``might_match_name``, ``might_match_address``, ``might_match_url_host``) answer
+"could a lookup find anything?" without decoding a row or building a text name, so the
+sensor's fast path can count a packet that cannot matter instead of building its event. They
+may say yes wrongly (a fingerprint collision, a covered address bucket), never no wrongly:
+every lookup that returns an entry has a pre-filter that says yes. Addresses get a bitmap over
+their leading bits (~16 bits per address entry; a CIDR shorter than the bucket sets its whole
+range) so an address no entry covers costs one bit test instead of a bisection per prefix
+length.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import zlib
 from array import array
 from bisect import bisect_left
@@ -38,6 +48,11 @@ from .names import split_url
 
 _V6_MASK = (1 << 128) - 1
 _DECODED_CACHE_ENTRIES = 4096
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+#: Address bitmaps: about this many bits per address entry, within these bucket widths.
+_ADDRESS_BITS_PER_ENTRY = 16
+_MIN_BUCKET_BITS = 12
+_MAX_BUCKET_BITS = 24
 
 #: The stable 64-bit fingerprint of a lowercase name (``blocklist.fingerprint``).
 fingerprint = name_fingerprint
@@ -116,6 +131,9 @@ class Index:
                 numbers = array(code, (n >> 64 for n, _ in items))
             self._nets[version].append((plen, numbers, array("I", (p for _, p in items))))
         self._urls = {h: sorted(v, key=lambda pv: -len(pv[0])) for h, v in urls.items()}
+        self._buckets = {4: _AddressBitmap(4, nets), 6: _AddressBitmap(6, nets)}
+        self._v4_bits, self._v4_shift = self._buckets[4].bits, self._buckets[4].shift
+        self._v6_bits, self._v6_shift = self._buckets[6].bits, self._buckets[6].shift
 
     def __len__(self) -> int:
         return len(self.list)
@@ -130,6 +148,9 @@ class Index:
         for levels in self._nets.values():
             for _, nums, pos in levels:
                 total += nums.itemsize * len(nums) + pos.itemsize * len(pos)
+        for bitmap in self._buckets.values():
+            if bitmap.width:  # a family without entries holds one zero byte, not counted
+                total += len(bitmap.bits)
         return total
 
     def _entry(self, at: int) -> Entry | None:
@@ -215,8 +236,16 @@ class Index:
 
     def lookup_ip(self, address: str) -> Entry | None:
         """Longest-prefix entry covering ``address`` (v4 or v6 text); None for junk."""
+        text = address.strip("[]")
         try:
-            ip = ipaddress.ip_address(address.strip("[]"))
+            raw = socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+        except (OSError, ValueError):
+            pass  # zone indices and other spellings: ipaddress decides
+        else:
+            if not self.might_match_address(raw):
+                return None  # the usual answer, without building an ipaddress object
+        try:
+            ip = ipaddress.ip_address(text)
         except ValueError:
             return None
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -252,3 +281,124 @@ class Index:
     @property
     def has_urls(self) -> bool:
         return bool(self._urls)
+
+    # -- pre-filters -----------------------------------------------------------------------
+
+    def might_match_name(self, raw: bytes) -> bool:
+        """False when ``lookup_name`` of this name cannot find an entry.
+
+        ``raw``: the name as ``lookup_name`` encodes it (lowercase, UTF-8, no trailing dot).
+        The same pass as ``lookup_name`` (bloom bit per label suffix), but a bloom hit is
+        settled by the fingerprint tables alone, without reading a row: a yes may still be a
+        fingerprint collision, a no is certain.
+        """
+        if not raw:
+            return False
+        rev = raw[::-1]
+        size = len(rev)
+        bloom = self._bloom
+        mask = self._bloom_mask
+        crc32 = zlib.crc32
+        crc = 0
+        prev = 0
+        while True:
+            dot = rev.find(b".", prev + 1)
+            end = size if dot < 0 else dot
+            crc = crc32(rev[prev:end], crc)
+            h = crc & mask
+            if bloom[h >> 3] >> (h & 7) & 1 and self._fingerprint_listed(
+                (crc << 32) | zlib.adler32(rev[:end]), end == size
+            ):
+                return True
+            if dot < 0:
+                return False
+            prev = dot
+
+    def might_match_text_name(self, name: str) -> bool:
+        """``might_match_name`` for a name as ``lookup_name`` takes it (any case, final dot)."""
+        return self.might_match_name(name.lower().rstrip(".").encode("utf-8", "surrogatepass"))
+
+    def _fingerprint_listed(self, fp: int, whole: bool) -> bool:
+        lst = self.list
+        tables = (lst.domain_fp, lst.host_fp) if whole else (lst.domain_fp,)
+        for fps in tables:
+            i = bisect_left(fps, fp)
+            if i < len(fps) and fps[i] == fp:
+                return True
+        return False
+
+    def might_match_address(self, raw: bytes) -> bool:
+        """False when ``lookup_ip`` of this address (4 or 16 packed bytes) cannot find an
+        entry: one bitmap bit, then on a hit the prefix tables (the high 64 bits for v6)."""
+        if len(raw) == 4:
+            number = int.from_bytes(raw, "big")
+            bucket = number >> self._v4_shift
+            return bool(self._v4_bits[bucket >> 3] >> (bucket & 7) & 1) and self._levels_hit(
+                4, number
+            )
+        if len(raw) != 16:
+            return False
+        if raw[:12] == _V4_MAPPED_PREFIX:
+            return self.might_match_address(raw[12:])
+        number = int.from_bytes(raw, "big")
+        bucket = number >> self._v6_shift
+        return bool(self._v6_bits[bucket >> 3] >> (bucket & 7) & 1) and self._levels_hit(6, number)
+
+    def might_match_text_address(self, address: str) -> bool:
+        """``might_match_address`` for an address as ``lookup_ip`` takes it (text)."""
+        text = address.strip("[]")
+        try:
+            raw = socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+        except (OSError, ValueError):
+            # Not canonical enough for inet_pton (a zone index, odd spellings): let the lookup
+            # itself decide.
+            return self.lookup_ip(address) is not None
+        return self.might_match_address(raw)
+
+    def _levels_hit(self, version: int, number: int) -> bool:
+        bits = 32 if version == 4 else 128
+        for plen, nums, _ in self._nets[version]:
+            net = (number >> (bits - plen)) << (bits - plen) if plen else 0
+            key = net if version == 4 else net >> 64
+            i = bisect_left(nums, key)
+            if i < len(nums) and nums[i] == key:
+                return True
+        return False
+
+    def might_match_url_host(self, host: str) -> bool:
+        """False when ``lookup_url`` on this host cannot find an entry."""
+        return bool(self._urls) and host.lower().rstrip(".") in self._urls
+
+
+class _AddressBitmap:
+    """One bit per bucket of addresses (their leading ``width`` bits) that some entry covers.
+
+    The width grows with the number of entries (about 16 bits per entry, 2^12 to 2^24 bits)
+    so the bitmap stays a small part of the index; an address in an unset bucket cannot
+    match any entry of that family.
+    """
+
+    __slots__ = ("bits", "shift", "width")
+
+    def __init__(self, version: int, nets: dict[tuple[int, int], list[tuple[int, int]]]) -> None:
+        total = 32 if version == 4 else 128
+        levels = [(plen, items) for (v, plen), items in nets.items() if v == version]
+        count = sum(len(items) for _, items in levels)
+        want = max(1, count * _ADDRESS_BITS_PER_ENTRY - 1).bit_length()
+        self.width = min(max(_MIN_BUCKET_BITS, want), _MAX_BUCKET_BITS) if count else 0
+        self.shift = total - self.width
+        bits = bytearray(max(1, (1 << self.width) // 8))  # no entries: one zero byte
+        for plen, items in levels:
+            for number, _ in items:
+                first = number >> self.shift
+                if plen >= self.width:
+                    bits[first >> 3] |= 1 << (first & 7)
+                    continue
+                span = 1 << (self.width - plen)  # the CIDR covers this many buckets
+                first &= ~(span - 1)
+                if span >= 8:
+                    bits[first >> 3 : (first + span) >> 3] = b"\xff" * (span >> 3)
+                else:
+                    for bucket in range(first, first + span):
+                        bits[bucket >> 3] |= 1 << (bucket & 7)
+        self.bits = bytes(bits)

@@ -332,6 +332,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     sink = build_sinks(cfg.alerts, cfg.alert_sinks)
     restore = _install_reopen(sink)
     decoder = Decoder()
+    if telemetry is not None and telemetry.config.passive_dns:
+        # passive DNS records every answer: the decoder must build them all
+        log.info("telemetry passive_dns is on: every event is built (no prefilter)")
+    else:
+        holder.attach(decoder)  # the list in force is the decoder's prefilter (sensor.fastpath)
     stats: Counter[str] = Counter()
     enforcer = None
     if cfg.enforce.enabled:

@@ -40,6 +40,7 @@ from typing import Final, cast
 from sensor.dns import parse_message, rcode_name, to_unicode, type_name
 from sensor.errors import MalformedPacket
 from sensor.events import DnsAnswer, DnsQuery, Event, HttpRequest, TcpConnect, TlsClientHello
+from sensor.fastpath import FastPath, Prefilter
 from sensor.http import (
     MAX_METHOD_BYTES,
     RequestHead,
@@ -208,9 +209,11 @@ class Decoder:
     Not thread-safe: use one decoder per capture source.
     """
 
-    def __init__(self, config: DecoderConfig | None = None) -> None:
+    def __init__(self, config: DecoderConfig | None = None, *, fast_path: bool = True) -> None:
         self.config = config or DecoderConfig()
         self.counters: Counter[str] = Counter()
+        self._prefilter: Prefilter | None = None
+        self._materialize = False
         self._flows: OrderedDict[bytes, _Stream] = OrderedDict()
         self._buffered = 0
         cfg = self.config
@@ -239,6 +242,37 @@ class Decoder:
         }
         for lt in DLT_RAW_ALT:
             self._links[lt] = self._raw
+        self._fast = (
+            FastPath(self.counters, cfg.dns_ports, cfg.quic_ports, self._tcp, self._udp)
+            if fast_path
+            else None
+        )
+
+    @property
+    def prefilter(self) -> Prefilter | None:
+        """The list in force, asked before events are built (``sensor.fastpath``).
+
+        With one set (and ``materialize`` off), ``decode`` returns only the events that might
+        match it; the others are still counted (``events.<kind>``). None: every event.
+        """
+        return self._prefilter
+
+    @prefilter.setter
+    def prefilter(self, prefilter: Prefilter | None) -> None:
+        self._prefilter = prefilter
+        if self._fast is not None:
+            self._fast.prefilter = prefilter
+
+    @property
+    def materialize(self) -> bool:
+        """Return every event even with a prefilter set (differential tests, passive DNS)."""
+        return self._materialize
+
+    @materialize.setter
+    def materialize(self, on: bool) -> None:
+        self._materialize = on
+        if self._fast is not None:
+            self._fast.materialize = on
 
     @property
     def flows_tracked(self) -> int:
@@ -251,27 +285,45 @@ class Decoder:
     # --- entry points ----------------------------------------------------------------------
 
     def decode(self, frame: Frame) -> list[Event]:
-        """Events completed by this frame (often none); never raises on any bytes."""
+        """Events completed by this frame (often none); never raises on any bytes.
+
+        With a ``prefilter`` set, only the events that might match it are returned; every
+        event is counted either way.
+        """
         counters = self.counters
         counters["packets"] += 1
-        handler = self._links.get(frame.linktype)
-        if handler is None:
-            counters["skipped.linktype"] += 1
-            return []
         data = frame.data
         if type(data) is not bytes:
             data = bytes(data)  # a bytearray or memoryview from a live source: keys need bytes
         try:
-            events = handler(data, frame.ts)
+            if frame.linktype == DLT_EN10MB:
+                fast = self._fast
+                events = None if fast is None else fast.frame(data, frame.ts)
+                if events is None:
+                    events = self._ethernet(data, frame.ts)
+            else:
+                handler = self._links.get(frame.linktype)
+                if handler is None:
+                    counters["skipped.linktype"] += 1
+                    return []
+                events = handler(data, frame.ts)
         except MalformedPacket as e:
             counters["malformed." + e.reason] += 1
             return []
         except Exception:  # noqa: BLE001 - a decoder bug must not stop the sensor; counted
             counters["error.internal"] += 1
             return []
+        if not events:
+            return events
         for event in events:
             counters["events." + event.kind] += 1
-        return events
+        return self._filtered(events)
+
+    def _filtered(self, events: list[Event]) -> list[Event]:
+        pf = self._prefilter
+        if pf is None or self._materialize:
+            return events
+        return [event for event in events if pf.might_match(event)]
 
     def decode_all(self, frames: Iterable[Frame]) -> list[Event]:
         events: list[Event] = []
@@ -290,7 +342,7 @@ class Decoder:
                 self.counters["error.internal"] += 1
         for event in events:
             self.counters["events." + event.kind] += 1
-        return events
+        return self._filtered(events)
 
     # --- link layer ------------------------------------------------------------------------
 
@@ -750,8 +802,12 @@ class Decoder:
                 if st.syn_client:
                     # A new connection attempt (a retransmitted SYN has the same ISN and
                     # gives none): the event that lets address entries match any TCP flow.
-                    d = _addr(dst)
-                    conn.append(TcpConnect(ts, _addr(src), d, sport, dport, "tcp", d))
+                    pf = self._prefilter
+                    if pf is None or self._materialize or pf.might_match_address(dst):
+                        d = _addr(dst)
+                        conn.append(TcpConnect(ts, _addr(src), d, sport, dport, "tcp", d))
+                    else:
+                        self.counters["events.tcp_connect"] += 1  # counted, never matches
         start = off + doff
         if start >= end:
             if flags & TCP_FIN and st is not None:

@@ -75,11 +75,41 @@ def _candidates(event: Event, index: Index) -> Iterator[tuple[str, str, Entry | 
 
 
 class Matcher:
-    """Stateless apart from the index it holds; swap the whole matcher to change lists."""
+    """Stateless apart from the index it holds; swap the whole matcher to change lists.
+
+    It is also the decoder's ``sensor.fastpath.Prefilter``: ``might_match*`` say, without
+    decoding a row, whether ``match`` could return an alert (a no is certain).
+    """
 
     def __init__(self, index: Index, list_version: int) -> None:
         self.index = index
         self.list_version = list_version
+        self.might_match_name = index.might_match_name
+        self.might_match_address = index.might_match_address
+
+    def might_match(self, event: Event) -> bool:
+        """False when ``match(event)`` is certainly empty: every indicator ``_candidates``
+        would look up is ruled out by the index's pre-filters."""
+        index = self.index
+        name = index.might_match_text_name
+        address = index.might_match_text_address
+        if isinstance(event, DnsQuery):
+            return name(event.name)
+        if isinstance(event, DnsAnswer):
+            return (
+                name(event.name)
+                or any(name(cname) for cname in event.cnames)
+                or any(address(addr) for addr in event.addresses)
+            )
+        if isinstance(event, HttpRequest):
+            return (
+                (index.has_urls and index.might_match_url_host(event.name))
+                or name(event.name)
+                or address(event.dst)
+            )
+        if isinstance(event, TlsClientHello):
+            return bool(event.name and name(event.name)) or address(event.dst)
+        return address(event.dst)  # TcpConnect
 
     def match(self, event: Event) -> list[Alert]:
         alerts: list[Alert] = []

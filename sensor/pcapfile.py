@@ -183,30 +183,33 @@ class CaptureReader:
         f = self._file
         hdr_cls = self._pcap_hdr
         hdr_len = hdr_cls.__hdr_len__
+        # dpkt's record header classes, read with one struct call: every variant starts with
+        # tv_sec, tv_usec, caplen (an object per record would cost more than decoding it).
+        times_caplen = struct.Struct(hdr_cls.__hdr_fmt__[0] + "III").unpack_from
         divisor = 1e9 if self._pcap_nano else 1e6
         linktype = self._pcap_linktype
         max_caplen = max(MAX_RECORD_BYTES, self._pcap_snaplen)
         counters = self.counters
+        read = f.read
+        offset = f.tell()
         while True:
-            offset = f.tell()
-            buf = f.read(hdr_len)
-            if not buf:
-                return
+            buf = read(hdr_len)
             if len(buf) < hdr_len:
-                self._stop("record header cut short", offset)
+                if buf:
+                    self._stop("record header cut short", offset)
                 return
-            hdr = hdr_cls(buf)
-            caplen = int(hdr.caplen)
+            sec, frac, caplen = times_caplen(buf)
             if caplen > max_caplen:
                 self._stop(f"record length {caplen} is not plausible", offset)
                 return
-            data = f.read(caplen)
+            data = read(caplen)
             if len(data) < caplen:
                 self._stop("record data cut short", offset)
                 return
+            offset += hdr_len + caplen
             self.frames += 1
             counters["capture.frames"] += 1
-            yield Frame(int(hdr.tv_sec) + int(hdr.tv_usec) / divisor, linktype, data)
+            yield Frame(sec + frac / divisor, linktype, data)
 
     def _iter_pcapng(self) -> Iterator[Frame]:
         f = self._file

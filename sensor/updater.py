@@ -24,6 +24,7 @@ from blocklist.fileio import write_atomic
 from blocklist.index import Index
 from blocklist.trust import TrustedListState, Verified
 
+from .decode import Decoder
 from .match import Matcher
 
 log = logging.getLogger("stockade.sensor.updater")
@@ -58,6 +59,13 @@ class ListHolder:
         self.matcher: Matcher | None = None
         self.counters: Counter[str] = Counter()
         self._held_sha256: bytes | None = None
+        self._decoders: list[Decoder] = []
+
+    def attach(self, decoder: Decoder) -> None:
+        """Give ``decoder`` the list in force as its prefilter, now and after every swap, so
+        it builds events only for packets that might match (``sensor.fastpath``)."""
+        self._decoders.append(decoder)
+        decoder.prefilter = self.matcher
 
     @property
     def version(self) -> int:
@@ -135,6 +143,8 @@ class ListHolder:
         # Build fully, then replace one reference: readers see the old or the new matcher.
         self.matcher = Matcher(Index(bl), bl.header.version)
         self._held_sha256 = hashlib.sha256(data).digest()
+        for decoder in self._decoders:
+            decoder.prefilter = self.matcher
 
 
 class Updater:
