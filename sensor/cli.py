@@ -340,7 +340,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stats: Counter[str] = Counter()
     enforcer = None
     if cfg.enforce.enabled:
-        enforcer = Enforcer(cfg.enforce)
+        enforcer = Enforcer(cfg.enforce, background=True)  # the capture never waits for it
         if enforcer.start():
             enforcer.sync(holder.matcher)
     try:
@@ -390,6 +390,8 @@ async def _run_pcap(
     # what the end of the capture completes
     _match(decoder.flush(), holder, sink, stats, None, enforcer, telemetry)
     sink.close()  # drain network queues (bounded) so the summary says what was delivered
+    if enforcer is not None:
+        enforcer.drain()  # the summary counts every change the replay asked for
     if telemetry is not None:  # spool what the replay saw, then send what the spool holds
         telemetry.flush()
         async with aiohttp.ClientSession() as session:

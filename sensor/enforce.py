@@ -24,8 +24,10 @@ import errno
 import ipaddress
 import json
 import logging
+import queue
 import shutil
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,6 +54,10 @@ KINDS = ("static", "dynamic", "quarantine")
 #: nft statements carry at most this many elements each (keeps each line a sane size)
 NFT_CHUNK_ELEMENTS = 1000
 NFT_TIMEOUT_SECONDS = 30.0
+#: Jobs queued for the background worker; beyond, new ones are dropped and counted.
+MAX_QUEUED_JOBS = 4096
+#: How long stopping waits for queued jobs (a 10k-route sync takes seconds).
+STOP_TIMEOUT_SECONDS = 120.0
 RESOLV_CONF = Path("/etc/resolv.conf")
 
 _AF_INET = 2
@@ -691,10 +697,51 @@ def read_resolvers(path: Path = RESOLV_CONF) -> set[Address]:
 # --- the enforcer ----------------------------------------------------------------------
 
 
+class _Worker:
+    """One thread running enforcement jobs in order; the submitter never blocks (a full
+    queue drops the job, counted as ``enforce.dropped.queue_full``)."""
+
+    def __init__(self, counters: Counter[str], max_jobs: int = MAX_QUEUED_JOBS) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[Any], None], Any] | None] = queue.Queue(max_jobs)
+        self._counters = counters
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._loop, name="stockade-enforce", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[Any], None], arg: Any) -> None:
+        try:
+            self._jobs.put_nowait((job, arg))
+        except queue.Full:
+            self.dropped += 1
+
+    def _loop(self) -> None:
+        while True:
+            item = self._jobs.get()
+            try:
+                if item is None:
+                    return
+                job, arg = item
+                try:
+                    job(arg)
+                except Exception:  # a bug must not end enforcement; counted and logged
+                    self._counters["enforce.errors.internal"] += 1
+                    log.exception("enforce: job %s failed", getattr(job, "__name__", job))
+            finally:
+                self._jobs.task_done()
+
+    def drain(self) -> None:
+        self._jobs.join()
+
+    def stop(self) -> None:
+        self._jobs.put(None)  # after everything queued
+        self._thread.join(STOP_TIMEOUT_SECONDS)
+
+
 class Enforcer:
     """Holds what is installed and keeps it in line with the list and the alerts.
 
-    Not thread-safe: call it from the sensor's loop only.
+    Call it from one thread (the sensor's loop); with ``background=True`` the changes
+    themselves run, in order, on a worker thread.
     """
 
     def __init__(
@@ -705,7 +752,10 @@ class Enforcer:
         backend: Backend | None = None,
         resolvers: Iterable[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
+        """``background``: changes run on a thread of their own, so the capture loop never
+        waits for netlink or an ``nft`` process (41 ms each); ``start`` stays synchronous."""
         self.cfg = cfg
         self.netns = netns
         self.backend = backend if backend is not None else make_backend(cfg, netns)
@@ -723,6 +773,13 @@ class Enforcer:
         self._index: Index | None = None
         self._ready = False
         self._logged: set[str] = set()
+        self._worker = _Worker(self.counters) if background else None
+
+    def _run(self, job: Callable[[Any], None], arg: Any) -> None:
+        if self._worker is None:
+            job(arg)
+        else:
+            self._worker.submit(job, arg)
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -786,6 +843,9 @@ class Enforcer:
 
     def sync(self, matcher: Matcher | None) -> None:
         """Install the static entries of the list in force; a no-op when it has not changed."""
+        self._run(self._sync, matcher)
+
+    def _sync(self, matcher: Matcher | None) -> None:
         if matcher is self._matcher and self._ready:
             return
         if not self._ensure_ready():
@@ -832,6 +892,12 @@ class Enforcer:
 
     def on_alert(self, alert: Alert) -> None:
         """Block a blocked name's answers; quarantine the host when the policy says so."""
+        entry = alert.entry
+        if entry.action is not Action.BLOCK and not self._quarantines(alert):
+            return  # the common case decided here, without a job for the worker
+        self._run(self._on_alert, alert)
+
+    def _on_alert(self, alert: Alert) -> None:
         entry = alert.entry
         if entry.action is not Action.BLOCK and not self._quarantines(alert):
             return
@@ -992,7 +1058,10 @@ class Enforcer:
 
     def tick(self, matcher: Matcher | None) -> None:
         """The periodic call: pick up a swapped list, drop what expired."""
-        self.sync(matcher)
+        self._run(self._tick, matcher)
+
+    def _tick(self, matcher: Matcher | None) -> None:
+        self._sync(matcher)
         if self._ready:
             self.sweep()
 
@@ -1015,7 +1084,11 @@ class Enforcer:
         return n
 
     def close(self) -> None:
-        """On stop: remove everything unless ``keep_on_stop``."""
+        """On stop: remove everything unless ``keep_on_stop`` (after the queued work)."""
+        worker = self._worker
+        if worker is not None:
+            self._worker = None
+            worker.stop()
         if self.cfg.keep_on_stop:
             log.info(
                 "enforce: keeping %d static, %d dynamic, %d quarantined (keep_on_stop)",
@@ -1027,8 +1100,16 @@ class Enforcer:
             self.flush()
         self.backend.close()
 
+    def drain(self) -> None:
+        """Wait until the queued work is done (a replay's summary counts all of it)."""
+        if self._worker is not None:
+            self._worker.drain()
+
     def snapshot(self) -> dict[str, int]:
-        counts = {k: v for k, v in sorted(self.counters.items()) if v}
+        """Counts; safe from any thread (copies taken in single C calls)."""
+        counts = {k: v for k, v in sorted(self.counters.copy().items()) if v}
+        if self._worker is not None and self._worker.dropped:
+            counts["enforce.dropped.queue_full"] = self._worker.dropped
         counts["enforce.held.static"] = len(self.static)
         counts["enforce.held.dynamic"] = len(self.dynamic)
         counts["enforce.held.quarantine"] = len(self.quarantined)

@@ -18,8 +18,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from blocklist.index import Index
 from distributor.build import sign_list
 from distributor.keys import OnlineKeys, keygen
 from sensor.config import EnforceConfig
-from sensor.enforce import Enforcer, plan_static
+from sensor.enforce import MAX_QUEUED_JOBS, Enforcer, Network, Outcome, plan_static
 from sensor.events import DnsAnswer, DnsRecord, TcpConnect
 from sensor.match import Alert, Matcher
 
@@ -620,3 +621,59 @@ def test_run_blocks_the_address_a_blocked_lookup_answered(
                 proc.wait(timeout=10)
     assert pair.reaches("203.0.113.5"), "stopping the sensor removes what it installed"
     assert "proto 199" not in pair.routes()
+
+
+class _GatedBackend:
+    """A backend whose timed adds wait for the test (a slow ``nft``, made deterministic)."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.added: list[tuple[str, Network]] = []
+
+    def setup(self) -> None:
+        pass
+
+    def replace_static(self, new: Sequence[Network], old: set[Network]) -> Outcome:
+        return Outcome(done=list(new))
+
+    def add_timed(self, kind: str, items: Sequence[tuple[Network, int]]) -> Outcome:
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        self.added += [(kind, net) for net, _ in items]
+        return Outcome(done=[net for net, _ in items])
+
+    def expire(self, kind: str, nets: Sequence[Network]) -> Outcome:
+        return Outcome(done=list(nets))
+
+    def flush(self) -> int:
+        return 0
+
+    def listing(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_in_the_background_the_capture_loop_never_waits_for_a_change() -> None:
+    backend = _GatedBackend()
+    cfg = _cfg("route")
+    enforcer = Enforcer(cfg, backend=backend, resolvers=[], background=True)
+    matcher = _matcher(EVIL)
+    assert enforcer.start()
+    enforcer.sync(matcher)
+    alert = _dns_alert(matcher, _answer("evil.example", ("198.51.100.7", 300)))
+    enforcer.on_alert(alert)  # returns although the backend is stuck in add_timed
+    assert backend.entered.wait(10)
+    assert backend.added == []
+    for _ in range(MAX_QUEUED_JOBS + 10):  # the queue is bounded: the rest is counted
+        enforcer.on_alert(alert)
+    assert enforcer.snapshot()["enforce.dropped.queue_full"] >= 10
+    backend.gate.set()
+    enforcer.drain()
+    assert backend.added[0] == ("dynamic", ipaddress.ip_network("198.51.100.7/32"))
+    assert enforcer.snapshot()["enforce.held.dynamic"] == 1
+    enforcer.close()
