@@ -66,6 +66,14 @@ class Match:
     matched: str
 
 
+def _at_boundary(prefix: str, path: str) -> bool:
+    """``path`` (which starts with ``prefix``) continues it at a separator, not mid-word."""
+    if len(path) == len(prefix) or prefix[-1:] in ("/", "?", "&", "#", ""):
+        return True
+    after = path[len(prefix)]
+    return after in "&#" if "?" in prefix else after in "/?#;"
+
+
 def _in_memory(entries: Sequence[Entry]) -> CompactList:
     """A compact list for entries given in memory (tests, ``explain``): same code path."""
     epoch = datetime(2000, 1, 1, tzinfo=UTC)
@@ -269,12 +277,14 @@ class Index:
     # -- URLs ----------------------------------------------------------------------------
 
     def lookup_url(self, host: str, path: str) -> Entry | None:
-        """Longest URL entry on ``host`` whose path is a prefix of ``path``."""
+        """Longest URL entry on ``host`` whose path is a prefix of ``path`` at a boundary:
+        ``/login`` covers ``/login``, ``/login/x``, ``/login?a=1``, never ``/loginx``; a
+        query ``?id=5`` covers ``?id=5&x=1``, never ``?id=50``."""
         cands = self._urls.get(host.lower().rstrip("."))
         if not cands:
             return None
         for prefix, at in cands:
-            if path.startswith(prefix):
+            if path.startswith(prefix) and _at_boundary(prefix, path):
                 return self._entry(at)
         return None
 

@@ -138,6 +138,7 @@ URLS = Index(
         entry(U, "http://phish.example/login", category="login"),
         entry(U, "https://phish.example/login/step2", category="step2"),
         entry(U, "http://[2001:db8::1]/x", category="v6"),
+        entry(U, "http://dl.example/get.php?id=5", category="query"),
     ]
 )
 
@@ -155,6 +156,16 @@ URLS = Index(
         ("a.phish.example", "/login", None),
         ("2001:db8::1", "/x/y", "v6"),
         ("2001:db8::1", "/y", None),
+        # a prefix ends at a separator: /login never covers /loginx
+        ("phish.example", "/loginx", "root"),
+        ("phish.example", "/login;jsessionid=1", "login"),
+        ("phish.example", "/login#top", "login"),
+        ("phish.example", "/login/step2x", "login"),
+        ("2001:db8::1", "/xy", None),
+        ("dl.example", "/get.php?id=5", "query"),
+        ("dl.example", "/get.php?id=5&x=1", "query"),
+        ("dl.example", "/get.php?id=50", None),
+        ("dl.example", "/get.php", None),
     ],
 )
 def test_url_longest_prefix(host: str, path: str, category: str | None) -> None:
