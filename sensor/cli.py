@@ -207,8 +207,14 @@ def _process(
     enforcer: Enforcer | None = None,
     telemetry: Telemetry | None = None,
 ) -> None:
-    for frame in frames:
-        _handle(frame, decoder, holder, sink, stats, None, enforcer, telemetry)
+    if telemetry is not None:
+        for frame in frames:
+            _handle(frame, decoder, holder, sink, stats, None, enforcer, telemetry)
+        return
+    # ``_handle`` with the loop in the decoder: most frames complete no event that might match,
+    # and with no telemetry to see every event there is then nothing to do.
+    for events in decoder.decode_frames(frames):
+        _match(events, holder, sink, stats, None, enforcer, None)
 
 
 def _handle(

@@ -39,6 +39,9 @@ NAME_CACHE_ENTRIES: Final = 32768
 # From the IPv4 header on (no options): version+IHL, total length, flags+fragment offset,
 # protocol, then the first 6 bytes of the transport header (UDP ports and length).
 _V4 = struct.Struct(">BxH2xHxB10xHHH").unpack_from
+# The same from an untagged Ethernet frame: EtherType, the fields of ``_V4``, then (UDP
+# checksum skipped) the DNS header's ID, flags, QDCOUNT and ANCOUNT; 50 bytes.
+_ETH_V4_DNS = struct.Struct(">12xHBxH2xHxB10xHHH2xHHHH").unpack_from
 # IPv6: version+traffic class, payload length, next header, then ports and UDP length.
 _V6 = struct.Struct(">B3xHB33xHHH").unpack_from
 _DNS_HEADER = struct.Struct(">HHHH").unpack_from
@@ -216,38 +219,52 @@ class FastPath:
         size = len(data)
         if size < 54:
             return None  # smaller than Ethernet + IPv4 + TCP: not for the fast path
-        etype = (data[12] << 8) | data[13]
-        ip = 14
-        if etype == 0x8100 or etype == 0x88A8:
-            etype = (data[16] << 8) | data[17]
-            ip = 18
-            if etype == 0x8100:
-                etype = (data[20] << 8) | data[21]
-                ip = 22
+        # Untagged IPv4, the usual case, in one call: a DNS header's worth of bytes always
+        # follows (54 > 50), read here and used only once the UDP checks below passed.
+        etype, vihl, total, frag, proto, sport, dport, ulen, txid, flags, qdcount, ancount = (
+            _ETH_V4_DNS(data)
+        )
         if etype == 0x0800:
-            if size < ip + 26:
-                return None
-            vihl, total, frag, proto, sport, dport, ulen = _V4(data, ip)
             if vihl != 0x45 or frag & 0x3FFF:
                 return None  # options, fragments: the full decoder
-            end = ip + total
+            end = 14 + total
             if end > size or total < 28:
                 return None  # cut by the snap length, offloaded, or damaged
-            l4 = ip + 20
-            a = ip + 12
+            l4 = 34
+            a = 26
             alen = 4
-        elif etype == 0x86DD:
-            if size < ip + 46:
-                return None
-            vtc, plen, proto, sport, dport, ulen = _V6(data, ip)
-            end = ip + 40 + plen
-            if vtc >> 4 != 6 or end > size or plen < 8:
-                return None  # jumbogram, cut, or too short for UDP
-            l4 = ip + 40
-            a = ip + 8
-            alen = 16
         else:
-            return None
+            ip = 14
+            if etype == 0x8100 or etype == 0x88A8:
+                etype = (data[16] << 8) | data[17]
+                ip = 18
+                if etype == 0x8100:
+                    etype = (data[20] << 8) | data[21]
+                    ip = 22
+            if etype == 0x0800:
+                if size < ip + 26:
+                    return None
+                vihl, total, frag, proto, sport, dport, ulen = _V4(data, ip)
+                if vihl != 0x45 or frag & 0x3FFF:
+                    return None  # options, fragments: the full decoder
+                end = ip + total
+                if end > size or total < 28:
+                    return None  # cut by the snap length, offloaded, or damaged
+                l4 = ip + 20
+                a = ip + 12
+                alen = 4
+            elif etype == 0x86DD:
+                if size < ip + 46:
+                    return None
+                vtc, plen, proto, sport, dport, ulen = _V6(data, ip)
+                end = ip + 40 + plen
+                if vtc >> 4 != 6 or end > size or plen < 8:
+                    return None  # jumbogram, cut, or too short for UDP
+                l4 = ip + 40
+                a = ip + 8
+                alen = 16
+            else:
+                return None
         if proto == 6:
             # A segment with no payload and no SYN/FIN/RST changes nothing (``Decoder._tcp``);
             # the others go to it straight, past the link and IP layers read here.
@@ -273,11 +290,49 @@ class FastPath:
             return []
         if ulen < 25:
             return None
-        txid, flags, qdcount, ancount = _DNS_HEADER(data, l4 + 8)
+        if l4 != 34:  # not untagged IPv4: the header was not read above
+            txid, flags, qdcount, ancount = _DNS_HEADER(data, l4 + 8)
         if qdcount != 1 or flags & 0x7800:
             return None  # several questions, none, or not a QUERY opcode
+        return self._dns(data, l4 + 8, end, txid, flags, ancount, ts, sport, dport, "udp", a, alen)
+
+    def message(
+        self, msg: bytes, ts: float, src: bytes, dst: bytes, sport: int, dport: int, transport: str
+    ) -> list[Event] | None:
+        """The events of one DNS message (one of a TCP stream, or of a datagram the full
+        decoder unwrapped) that must reach the matcher, or None: not ours, decode it in full
+        (nothing was counted). Events returned are not counted here: the caller counts them
+        as it counts the full decoder's."""
+        end = len(msg)
+        if end < 17:
+            return None  # a header, a root name and its type and class at least
+        txid, flags, qdcount, ancount = _DNS_HEADER(msg, 0)
+        if qdcount != 1 or flags & 0x7800:
+            return None
+        alen = len(src)
+        return self._dns(
+            msg + src + dst, 0, end, txid, flags, ancount, ts, sport, dport, transport, end, alen
+        )
+
+    def _dns(
+        self,
+        data: bytes,
+        base: int,
+        end: int,
+        txid: int,
+        flags: int,
+        ancount: int,
+        ts: float,
+        sport: int,
+        dport: int,
+        transport: str,
+        a: int,
+        alen: int,
+    ) -> list[Event] | None:
+        """The DNS message in ``data[base:end]`` (one question, a QUERY), the addresses at
+        ``data[a:a + alen]`` and after them: ``frame``'s and ``message``'s common part."""
         # The question's name, usually uncompressed: labels up to the first zero byte.
-        q = l4 + 20
+        q = base + 12
         z = data.find(b"\x00", q, end)
         if z < 0 or z + 5 > end or z - q > 254:
             return None
@@ -325,7 +380,7 @@ class FastPath:
                     _addr(data[a + alen : a + 2 * alen]),
                     sport,
                     dport,
-                    "udp",
+                    transport,
                     name,
                     qtype,
                     type_name(qtype),
@@ -336,20 +391,53 @@ class FastPath:
         # A response: every answer record is read as ``sensor.dns`` reads it, damage included.
         if ancount > MAX_FAST_ANSWERS:
             return None
-        msg = data[l4 + 8 : end]
-        qend = z + 1 - l4 - 8
+        qend = z + 1 - base
         if not want:
             assert pf is not None
-            cap = self.name_cache_entries // 2
-            hit = _answers_hit(
-                msg, qraw, qend, ancount, pf, self._targets_out, self._addresses_out, cap
-            )
-            if hit is None:
-                return None
+            # ``_answers_hit`` inlined for records owned by the question's name (``0xC00C``)
+            # that hold no name (A, AAAA, others), the usual case, read in place; at the first
+            # other record it reads the answers again from the start, which this loop's
+            # checks (the same, in the same order) cannot have changed.
+            addresses_out = self._addresses_out
+            pos = z + 5
+            hit: bool | None = False
+            for _ in range(ancount):
+                if pos + 12 > end:
+                    return None  # cut short
+                ptr, rtype, rdlen = _PTR_RR(data, pos)
+                if ptr != 0xC00C or rtype == 5:
+                    hit = _answers_hit(
+                        data[base:end],
+                        qraw,
+                        qend,
+                        ancount,
+                        pf,
+                        self._targets_out,
+                        addresses_out,
+                        self.name_cache_entries // 2,
+                    )
+                    if hit is None:
+                        return None
+                    break
+                pos += 12
+                rd_end = pos + rdlen
+                if rd_end > end:
+                    return None
+                if rtype == 1 or rtype == 28:
+                    if rdlen != (4 if rtype == 1 else 16):
+                        return None
+                    if not hit:
+                        raw = data[pos:rd_end]
+                        if raw not in addresses_out:
+                            if pf.might_match_address(raw):
+                                hit = True
+                            else:
+                                _remember(addresses_out, raw, self.name_cache_entries // 2)
+                pos = rd_end
             if not hit:
                 self.counters["events.dns_answer"] += 1
                 return []
-        answers = _answer_records(msg, qraw, qend, ancount)
+        answers = _answer_records(data[base:end], qraw, qend, ancount)
         if answers is None:
             return None
         qtype = (data[z + 1] << 8) | data[z + 2]
@@ -362,7 +450,7 @@ class FastPath:
                 _addr(data[a + alen : a + 2 * alen]),
                 sport,
                 dport,
-                "udp",
+                transport,
                 name,
                 qtype,
                 type_name(qtype),
@@ -416,15 +504,23 @@ def _answers_hit(
         else:
             if memo is None:
                 memo = {12: (qraw, qend - 12, qend, 0, qend)}
-            owner = _owner(msg, pos, memo)
-            if owner is None:
-                return None
-            pos = owner[4]
-            if pos + 10 > size:
-                return None
-            rtype = (msg[pos] << 8) | msg[pos + 1]
-            rdlen = (msg[pos + 8] << 8) | msg[pos + 9]
-            pos += 10
+            ref = ptr & 0x3FFF
+            got = memo.get(ref) if ptr >= 0xC000 else None
+            if got is not None and ref < pos and got[3] < MAX_POINTER_HOPS:
+                # ``_owner``'s first case without its tuple: a pointer back to a name read
+                # already (a CNAME's target, usually) owns the record; type and RDLENGTH
+                # are the ones read above.
+                pos += 12
+            else:
+                owner = _owner(msg, pos, memo)
+                if owner is None:
+                    return None
+                pos = owner[4]
+                if pos + 10 > size:
+                    return None
+                rtype = (msg[pos] << 8) | msg[pos + 1]
+                rdlen = (msg[pos + 8] << 8) | msg[pos + 9]
+                pos += 10
         rd_end = pos + rdlen
         if rd_end > size:
             return None

@@ -220,3 +220,19 @@ def test_mutated_packets_never_escape_and_both_paths_agree(plan: list[int], seed
         assert alone.counters["error.internal"] == 0
         reasons = {k for k, v in alone.counters.items() if v and k != "packets"}
         assert got or reasons or _is_tcp(f), f.data.hex()
+
+
+def test_decode_frames_is_decode_over_many_frames() -> None:
+    """``Decoder.decode_frames`` (the replay loop of ``sensor.cli._process``) inlines
+    ``decode``: the same events in the same order and the same counters, with and without a
+    prefilter, on the corpus and on mutated frames."""
+    frames = list(corpus())
+    for step in range(len(MUTATIONS)):
+        frames += mutated([step], step)
+    for prefilter in (None, matcher()):
+        one, many = Decoder(), Decoder()
+        one.prefilter = many.prefilter = prefilter
+        expected = [got for f in frames if (got := one.decode(f))]
+        assert list(many.decode_frames(frames)) == expected
+        assert many.counters == one.counters
+        assert many.counters["packets"] == len(frames)
