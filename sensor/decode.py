@@ -43,11 +43,10 @@ from sensor.events import DnsAnswer, DnsQuery, Event, HttpRequest, TcpConnect, T
 from sensor.fastpath import FastPath, Prefilter
 from sensor.http import (
     MAX_METHOD_BYTES,
-    RequestHead,
     find_head_end,
     is_token,
-    parse_request_head,
-    resolve_target,
+    parse_head_fields,
+    resolve_fields,
     starts_with_known_method,
 )
 from sensor.ipfrag import Datagram, FragmentTable
@@ -1124,11 +1123,12 @@ class Decoder:
             if req is None:
                 self._http_resync(st)
                 break
-            if req.content_length < 0:
+            method, content_length, chunked, upgrade = req
+            if content_length < 0:
                 counters["malformed.http.bad_content_length"] += 1
                 self._http_resync(st)
                 break
-            if req.method == "CONNECT":
+            if method == "CONNECT":
                 # A proxy tunnel: what follows is the client's end of another protocol,
                 # usually a TLS ClientHello; classify it like the start of a stream.
                 rest = bytes(buf)
@@ -1138,16 +1138,16 @@ class Decoder:
                 if rest:
                     events += self._deliver(st, rest, ctx)
                 break
-            if req.upgrade:
+            if upgrade:
                 self._http_resync(st)  # WebSocket, h2c: not HTTP/1 after this (unless refused)
                 break
-            if req.chunked:
+            if chunked:
                 # Chunked request bodies are rare; resync at the next request instead.
                 counters["skipped.http.chunked_body"] += 1
                 self._http_resync(st)
                 break
-            if req.content_length:
-                st.skip = req.content_length
+            if content_length:
+                st.skip = content_length
                 st.http_state = _H_BODY
         return events
 
@@ -1158,15 +1158,18 @@ class Decoder:
 
     def _http_request(
         self, head: bytes, complete: bool, ctx: _Ctx, events: list[Event]
-    ) -> RequestHead | None:
+    ) -> tuple[str, int, bool, bool] | None:
+        """Append the head's event; its method, Content-Length, chunked and upgrade flags."""
         try:
-            req = parse_request_head(head, complete)
+            method, target, _, host, user_agent, content_length, chunked, upgrade = (
+                parse_head_fields(head, complete)
+            )
         except MalformedPacket as e:
             self.counters["malformed." + e.reason] += 1
             return None
         ts, src, dst, sport, dport = ctx
         dst_text = _addr(dst)
-        target = resolve_target(req, dst_text, dport)
+        name, path, url = resolve_fields(method, target, host, dst_text, dport)
         events.append(
             HttpRequest(
                 ts,
@@ -1175,16 +1178,16 @@ class Decoder:
                 sport,
                 dport,
                 "tcp",
-                target.name,
-                req.method,
-                req.host or "",
-                target.path,
-                target.url,
-                req.user_agent,
-                to_unicode(target.name),
+                name,
+                method,
+                host or "",
+                path,
+                url,
+                user_agent,
+                to_unicode(name),
             )
         )
-        return req
+        return method, content_length, chunked, upgrade
 
     def _tls_stream(self, st: _Stream, data: bytes, ctx: _Ctx) -> list[Event]:
         """Buffer the first bytes of the stream until the ClientHello is whole (or the bound)."""

@@ -70,14 +70,20 @@ class DnsQuery(_Common):
     name_unicode: str
 
     def to_dict(self) -> dict[str, object]:
-        d = self._common(self.kind)
-        d.update(
-            qtype=self.qtype,
-            qtype_name=self.qtype_name,
-            txid=self.txid,
-            name_unicode=self.name_unicode,
-        )
-        return d
+        return {  # one literal, ``_common``'s keys first (cheaper than building and updating)
+            "kind": self.kind,
+            "ts": self.ts,
+            "src": self.src,
+            "dst": self.dst,
+            "sport": self.sport,
+            "dport": self.dport,
+            "transport": self.transport,
+            "name": self.name,
+            "qtype": self.qtype,
+            "qtype_name": self.qtype_name,
+            "txid": self.txid,
+            "name_unicode": self.name_unicode,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,16 +138,22 @@ class HttpRequest(_Common):
     name_unicode: str = ""  # empty: same as name
 
     def to_dict(self) -> dict[str, object]:
-        d = self._common(self.kind)
-        d.update(
-            method=self.method,
-            host=self.host,
-            path=self.path,
-            url=self.url,
-            user_agent=self.user_agent,
-            name_unicode=self.name_unicode or self.name,
-        )
-        return d
+        return {
+            "kind": self.kind,
+            "ts": self.ts,
+            "src": self.src,
+            "dst": self.dst,
+            "sport": self.sport,
+            "dport": self.dport,
+            "transport": self.transport,
+            "name": self.name,
+            "method": self.method,
+            "host": self.host,
+            "path": self.path,
+            "url": self.url,
+            "user_agent": self.user_agent,
+            "name_unicode": self.name_unicode or self.name,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +171,20 @@ class TlsClientHello(_Common):
     name_unicode: str = ""  # empty: same as name
 
     def to_dict(self) -> dict[str, object]:
-        d = self._common(self.kind)
-        d.update(
-            sni=self.sni,
-            tls_version=self.tls_version,
-            ech=self.ech,
-            name_unicode=self.name_unicode or self.name,
-        )
-        return d
+        return {
+            "kind": self.kind,
+            "ts": self.ts,
+            "src": self.src,
+            "dst": self.dst,
+            "sport": self.sport,
+            "dport": self.dport,
+            "transport": self.transport,
+            "name": self.name,
+            "sni": self.sni,
+            "tls_version": self.tls_version,
+            "ech": self.ech,
+            "name_unicode": self.name_unicode or self.name,
+        }
 
 
 @dataclass(frozen=True, slots=True)

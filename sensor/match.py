@@ -25,13 +25,19 @@ class Alert:
     @property
     def reason(self) -> str:
         e = self.entry
-        how = {
-            "domain": f"{self.indicator} is {e.value} or under it",
-            "host": f"{self.indicator} is exactly {e.value}",
-            "url": f"{self.indicator} starts with {e.value}",
-            "ip": f"{self.indicator} is {e.value}",
-            "cidr": f"{self.indicator} is inside {e.value}",
-        }[e.type.label]
+        label = e.type.label
+        if label == "domain":
+            how = f"{self.indicator} is {e.value} or under it"
+        elif label == "host":
+            how = f"{self.indicator} is exactly {e.value}"
+        elif label == "url":
+            how = f"{self.indicator} starts with {e.value}"
+        elif label == "ip":
+            how = f"{self.indicator} is {e.value}"
+        elif label == "cidr":
+            how = f"{self.indicator} is inside {e.value}"
+        else:
+            raise KeyError(label)
         sources = ", ".join(e.sources) or "no source"
         return f"{self.matched_on}: {how} ({e.category}, priority {e.priority}, from {sources})"
 

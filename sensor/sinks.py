@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import json
 import logging
+import math
 import os
 import select
 import socket
@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Final, Protocol
 
 from blocklist.artifact import Action, Entry
@@ -722,6 +723,35 @@ def _json_default(o: object) -> Any:
     return str(o)
 
 
+# ``json.dumps(..., separators=(",", ":"), default=_json_default)`` without building an
+# encoder per call; strings through the C encoder ``json.dumps`` itself uses (ensure_ascii).
+_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+# ``_encode`` builds its C encoder anew on every call; this one is made once (the same
+# arguments ``JSONEncoder.iterencode`` passes, without the circular-reference markers: it only
+# serializes ``Event.to_dict``'s flat dicts, scalars and lists of scalars).
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encoder: Callable[[object, int], Sequence[str]] | None = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, _json_default, encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+)
+
+
+def _encode_flat(value: object) -> str:
+    if _c_encoder is None:
+        return _encode(value)
+    return "".join(_c_encoder(value, 0))
+
+
+def _encode_str(value: object) -> str:
+    return encode_basestring_ascii(value) if type(value) is str else _encode(value)
+
+
+_ENTRY_CACHE_SIZE = 4096
+
+
 class _BaseSink:
     def __init__(self, name: str, stats: SinkStats | None = None) -> None:
         self.name = name
@@ -747,11 +777,47 @@ class JsonLinesSink(_BaseSink):
         super().__init__(name)
         self.path = path
         self._file = _LineFile(path, self.stats)
+        self._entries: dict[int, tuple[Entry, str, str]] = {}
 
     def emit(self, alert: Alert) -> None:
         self._count += 1
-        line = json.dumps(alert.to_dict(), separators=(",", ":"), default=_json_default)
-        self._file.write_line(line)
+        self._file.write_line(self._line(alert))
+
+    def _line(self, alert: Alert) -> str:
+        """``json.dumps(alert.to_dict(), separators=(",", ":"), default=str)``, built from parts:
+        the event's object, the entry's (cached per entry: alerts repeat the few that fire) and
+        the alert's own strings, with the same encoders ``json.dumps`` uses."""
+        ev = alert.event.to_dict()
+        entry = alert.entry
+        cached = self._entries.get(id(entry))
+        if cached is None or cached[0] is not entry:
+            if len(self._entries) >= _ENTRY_CACHE_SIZE:
+                self._entries.clear()
+            cached = (entry, _encode(entry.action.label), _encode(entry.to_dict()))
+            self._entries[id(entry)] = cached
+        ts = ev.get("ts")
+        version = alert.list_version
+        return "".join(
+            (
+                '{"ts":',
+                float.__repr__(ts) if type(ts) is float and math.isfinite(ts) else _encode(ts),
+                ',"alert":{"action":',
+                cached[1],
+                ',"matched_on":',
+                _encode_str(alert.matched_on),
+                ',"indicator":',
+                _encode_str(alert.indicator),
+                ',"entry":',
+                cached[2],
+                ',"reason":',
+                _encode_str(alert.reason),
+                '},"list_version":',
+                int.__repr__(version) if type(version) is int else _encode(version),
+                ',"event":',
+                _encode_flat(ev),
+                "}",
+            )
+        )
 
     def reopen(self) -> None:
         self._file.reopen()
@@ -884,7 +950,10 @@ class SinkSet:
             self.reopen()
         self.count += 1
         for sink in self.sinks:
-            self._guard(sink, "emit", functools.partial(sink.emit, alert))
+            try:  # ``_guard`` inlined: one call per alert and sink less
+                sink.emit(alert)
+            except Exception as e:  # noqa: BLE001 - a sink bug must never stop the capture loop
+                sink.stats.error("internal.emit", e)
 
     def request_reopen(self) -> None:
         self._reopen_requested = True

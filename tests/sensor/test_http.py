@@ -86,6 +86,36 @@ def test_incomplete_head_drops_partial_line() -> None:
     assert (parsed.host, parsed.user_agent) == ("a.example", "")
 
 
+def test_header_names_read_as_the_line_rules_say() -> None:
+    # Names are stripped and lowercased; a folded line (leading SP/HTAB) is not a header; the
+    # first Host counts even when empty, the first non-empty User-Agent counts.
+    head = (
+        b"GET / HTTP/1.1\r\n"
+        b" Host: folded.example\r\n"
+        b"\x0bHOST \t: \tFirst.Example \r\n"
+        b"Host: second.example\r\n"
+        b"X-Host: not.this\r\n"
+        b"User-Agent:\r\n"
+        b"user-agent :  ua/1 \r\n"
+        b"\tUpgrade: folded\r\n"
+        b"Transfer-Encoding : CHUNKED"
+    )
+    parsed = parse_request_head(head)
+    assert (parsed.host, parsed.user_agent) == ("First.Example", "ua/1")
+    assert (parsed.chunked, parsed.upgrade) == (True, False)
+    empty = parse_request_head(b"GET / HTTP/1.1\r\nHost:\r\nHost: late.example")
+    assert empty.host == ""
+    assert parse_request_head(b"GET / HTTP/1.1\r\nUpgrade: h2c").upgrade
+    with pytest.raises(MalformedPacket):
+        parse_request_head(b"GET  / HTTP/1.1\r\nHost: a")
+
+
+def test_hosts_escaped_like_dns_names() -> None:
+    assert split_host_port("A.Example.") == ("a.example", None)
+    assert split_host_port("a(b).example") == ("a\\(b\\).example", None)
+    assert split_host_port("caf\u00e9.example:8080") == ("caf\\233.example", 8080)
+
+
 @pytest.mark.parametrize(
     ("authority", "expected"),
     [
