@@ -207,14 +207,10 @@ def _process(
     enforcer: Enforcer | None = None,
     telemetry: Telemetry | None = None,
 ) -> None:
-    if telemetry is not None:
-        for frame in frames:
-            _handle(frame, decoder, holder, sink, stats, None, enforcer, telemetry)
-        return
-    # ``_handle`` with the loop in the decoder: most frames complete no event that might match,
-    # and with no telemetry to see every event there is then nothing to do.
+    # ``_handle`` with the loop in the decoder, which yields only frames that completed events
+    # (with a prefilter, events that might match; without one, as telemetry needs, all of them)
     for events in decoder.decode_frames(frames):
-        _match(events, holder, sink, stats, None, enforcer, None)
+        _match(events, holder, sink, stats, None, enforcer, telemetry)
 
 
 def _handle(

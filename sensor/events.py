@@ -70,15 +70,8 @@ class DnsQuery(_Common):
     name_unicode: str
 
     def to_dict(self) -> dict[str, object]:
-        return {  # one literal, ``_common``'s keys first (cheaper than building and updating)
-            "kind": self.kind,
-            "ts": self.ts,
-            "src": self.src,
-            "dst": self.dst,
-            "sport": self.sport,
-            "dport": self.dport,
-            "transport": self.transport,
-            "name": self.name,
+        return {
+            **self._common(self.kind),
             "qtype": self.qtype,
             "qtype_name": self.qtype_name,
             "txid": self.txid,
@@ -139,14 +132,7 @@ class HttpRequest(_Common):
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "kind": self.kind,
-            "ts": self.ts,
-            "src": self.src,
-            "dst": self.dst,
-            "sport": self.sport,
-            "dport": self.dport,
-            "transport": self.transport,
-            "name": self.name,
+            **self._common(self.kind),
             "method": self.method,
             "host": self.host,
             "path": self.path,
@@ -172,14 +158,7 @@ class TlsClientHello(_Common):
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "kind": self.kind,
-            "ts": self.ts,
-            "src": self.src,
-            "dst": self.dst,
-            "sport": self.sport,
-            "dport": self.dport,
-            "transport": self.transport,
-            "name": self.name,
+            **self._common(self.kind),
             "sni": self.sni,
             "tls_version": self.tls_version,
             "ech": self.ech,

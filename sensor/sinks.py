@@ -830,22 +830,30 @@ class JsonLinesSink(_BaseSink):
 
 
 class _NetworkSink(_BaseSink):
-    """Shared by syslog and CEF: a file writer or a network sender."""
+    """Shared by syslog and CEF: a file writer or a network sender, and the syslog header's
+    facility, host name and process id."""
+
+    default_name = "network"
 
     def __init__(
         self,
-        name: str,
+        name: str | None = None,
         *,
+        facility: int = FACILITIES["local0"],
+        hostname: str | None = None,
         path: str | None = None,
         sender: _Sender | None = None,
         max_bytes: int | None = None,
     ) -> None:
         if (path is None) == (sender is None):
             raise ValueError("give exactly one of path and sender")
-        super().__init__(name, sender.stats if sender is not None else None)
+        super().__init__(name or self.default_name, sender.stats if sender is not None else None)
         self.max_bytes = max_bytes
         self._file = _LineFile(path, self.stats) if path is not None else None
         self.sender = sender
+        self.facility = facility
+        self.hostname = hostname or socket.gethostname()
+        self.procid = str(os.getpid())
 
     def _deliver(self, message: bytes) -> None:
         if self.sender is not None:
@@ -872,20 +880,7 @@ class SyslogSink(_NetworkSink):
     """RFC 5424 messages; to a file one per line (newlines in values are kept as is in the
     network form, where framing makes them harmless, and replaced by spaces in a file)."""
 
-    def __init__(
-        self,
-        name: str = "syslog",
-        *,
-        facility: int = FACILITIES["local0"],
-        hostname: str | None = None,
-        path: str | None = None,
-        sender: _Sender | None = None,
-        max_bytes: int | None = None,
-    ) -> None:
-        super().__init__(name, path=path, sender=sender, max_bytes=max_bytes)
-        self.facility = facility
-        self.hostname = hostname or socket.gethostname()
-        self.procid = str(os.getpid())
+    default_name = "syslog"
 
     def emit(self, alert: Alert) -> None:
         self._count += 1
@@ -904,20 +899,7 @@ class SyslogSink(_NetworkSink):
 class CefSink(_NetworkSink):
     """CEF records: one per line in a file, or inside an RFC 5424 message over the network."""
 
-    def __init__(
-        self,
-        name: str = "cef",
-        *,
-        facility: int = FACILITIES["local0"],
-        hostname: str | None = None,
-        path: str | None = None,
-        sender: _Sender | None = None,
-        max_bytes: int | None = None,
-    ) -> None:
-        super().__init__(name, path=path, sender=sender, max_bytes=max_bytes)
-        self.facility = facility
-        self.hostname = hostname or socket.gethostname()
-        self.procid = str(os.getpid())
+    default_name = "cef"
 
     def emit(self, alert: Alert) -> None:
         self._count += 1
