@@ -74,6 +74,10 @@ class Expired(ListRejected):
     """Past its expiry: the holder keeps its last good list and raises a stale alarm."""
 
 
+class RootExpired(Expired):
+    """The newest root held has expired: no keyring is accepted until a newer root arrives."""
+
+
 class WrongTenant(ListRejected):
     """Made for another tenant (mix-and-match)."""
 
@@ -84,3 +88,11 @@ class WrongProfile(ListRejected):
 
 class TooLarge(ListRejected):
     """Larger than the holder's configured limit (endless data)."""
+
+
+class WrongBase(ListRejected):
+    """A delta made from another list than the one held (mix-and-match): ask for the full list."""
+
+
+class DeltaMismatch(ListRejected):
+    """A delta whose rebuilt list is not the target it names (tampered or corrupt)."""

@@ -48,6 +48,10 @@ LIST_DIGEST_VERSION = 1
 PAYLOAD_KEYRING = "application/vnd.stockade.keyring+msgpack"
 PAYLOAD_LIST = "application/vnd.stockade.list+msgpack"
 PAYLOAD_LIST_DIGEST = "application/vnd.stockade.list-digest+msgpack"
+#: Root metadata (``blocklist.root``): its own PAE type, so it never passes for a keyring.
+PAYLOAD_ROOT = "application/vnd.stockade.root+msgpack"
+#: The signed pointer of a published directory (``blocklist.pointer``).
+PAYLOAD_POINTER = "application/vnd.stockade.pointer+msgpack"
 
 ROLE_LISTS = "lists"
 ANY_TENANT = "*"

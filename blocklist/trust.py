@@ -5,7 +5,9 @@ exception, and changes nothing unless every rule passes (the last good list stay
 
  1. Size: the bundle is no larger than ``policy.max_bundle_bytes``            -> TooLarge
  2. Shape: bundle, envelopes and keyring decode strictly                   -> MalformedArtifact
- 3. Keyring: signed by ``root_threshold`` pinned root keys        -> Missing/Bad/UnknownKey
+ 3. Keyring: signed by a threshold of the NEWEST root's keys    -> Missing/Bad/UnknownKey
+    (a keyring signed only by an older root is refused once a new root is held)
+ 3b. Root: the newest root held is not expired (a pinned root.pub never expires) -> RootExpired
  4. Keyring: version not lower than the one held (equal only if identical)        -> Rollback
  5. Keyring: not expired                                                          -> Expired
  6. List: signed by a keyring key allowed for the policy's tenant,
@@ -17,14 +19,25 @@ exception, and changes nothing unless every rule passes (the last good list stay
 11. List: version newer than the one held                                        -> Rollback
 12. List: version jump within ``policy.max_version_jump``                     -> FastForward
 
+The root itself is either pinned keys (``root.pub``: one key, threshold 1, version 0 for the
+chain) or a signed ``RootRole``. ``update_root(envelope_bytes)`` follows a root rotation by
+TUF's rules (``blocklist.root.verify_successor``: version exactly held + 1, signed by a
+threshold of the held root's keys AND of its own); an expired intermediate root may be walked
+past, only the newest must be unexpired (rule 3b).
+
+``is_stale()`` raises the stale alarm when the held list, its keyring or the newest root has
+expired, or when the list is older than ``policy.stale_after_seconds`` (a ceiling that fires
+before expiry: a distributor that keeps serving an old, unexpired list is a freeze too).
+
 Expiry rules use an injected clock so tests can travel in time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .artifact import BlockList, Header, MiB
 from .compact import CompactList
@@ -32,13 +45,16 @@ from .errors import (
     BadSignature,
     Expired,
     FastForward,
+    ListRejected,
     MissingSignature,
     Rollback,
+    RootExpired,
     TooLarge,
     UnknownKey,
     WrongProfile,
     WrongTenant,
 )
+from .root import RootRole, verify_self_signed, verify_successor
 from .signing import (
     PAYLOAD_KEYRING,
     PAYLOAD_LIST,
@@ -59,12 +75,18 @@ class TrustPolicy:
     profile: str | None = None
     max_bundle_bytes: int = 64 * MiB
     max_version_jump: int | None = None
+    #: stale alarm once the held list was created longer ago than this (None: only expiry)
+    stale_after_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_bundle_bytes < 1:
             raise ValueError("max_bundle_bytes must be positive")
         if self.max_version_jump is not None and self.max_version_jump < 1:
             raise ValueError("max_version_jump must be >= 1")
+        if self.stale_after_seconds is not None and not (
+            math.isfinite(self.stale_after_seconds) and self.stale_after_seconds > 0
+        ):
+            raise ValueError("stale_after_seconds must be positive and finite")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,26 +115,44 @@ class Verified:
         return self._full[0]
 
 
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    """One root the state trusts (or trusted): its keys, threshold and chain version."""
+
+    keys: dict[str, PublicKey]
+    threshold: int
+    version: int
+    role: RootRole | None  # None: pinned keys (root.pub), which never expire
+
+
 class TrustedListState:
-    """The sensor's trusted state: pinned root keys, the held keyring and list versions."""
+    """The sensor's trusted state: the newest root, the held keyring and list versions."""
 
     def __init__(
         self,
-        root_keys: Sequence[PublicKey],
+        root_keys: Sequence[PublicKey] = (),
         policy: TrustPolicy | None = None,
         *,
         root_threshold: int = 1,
         clock: Callable[[], datetime] = now_utc,
+        root: RootRole | None = None,
     ) -> None:
-        if not root_keys:
-            raise ValueError("no root keys: an empty trust set must never verify anything")
-        # Count distinct keys: the same key pinned twice must not make 2-of-2 look possible.
-        self.root = {k.keyid: k for k in root_keys}
-        if not 1 <= root_threshold <= len(self.root):
-            raise ValueError(
-                f"root threshold {root_threshold} impossible with {len(self.root)} distinct keys"
-            )
-        self.root_threshold = root_threshold
+        if root is not None:
+            if root_keys:
+                raise ValueError("give root keys or a root role, not both")
+            anchor = _Anchor(root.by_id, root.threshold, root.version, root)
+        else:
+            if not root_keys:
+                raise ValueError("no root keys: an empty trust set must never verify anything")
+            # Count distinct keys: the same key pinned twice must not make 2-of-2 look possible.
+            keys = {k.keyid: k for k in root_keys}
+            if not 1 <= root_threshold <= len(keys):
+                raise ValueError(
+                    f"root threshold {root_threshold} impossible with {len(keys)} distinct keys"
+                )
+            anchor = _Anchor(keys, root_threshold, 0, None)
+        #: every root accepted in this process, oldest first; the last one is in force
+        self._anchors: list[_Anchor] = [anchor]
         self.policy = policy or TrustPolicy()
         self.clock = clock
         self.keyring: Keyring | None = None
@@ -121,6 +161,77 @@ class TrustedListState:
         #: A version known to be held elsewhere (e.g. ``verify --held-version``): rule 11 and
         #: 12 compare against the larger of this and the held list's version.
         self.floor_version = 0
+
+    @classmethod
+    def from_root(
+        cls,
+        root: RootRole,
+        policy: TrustPolicy | None = None,
+        *,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> TrustedListState:
+        return cls(policy=policy, clock=clock, root=root)
+
+    @classmethod
+    def from_root_file(
+        cls,
+        data: bytes,
+        policy: TrustPolicy | None = None,
+        *,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> TrustedListState:
+        """Pin a signed root file the operator installed, checked against its own keys."""
+        return cls.from_root(verify_self_signed(data), policy, clock=clock)
+
+    @property
+    def root(self) -> dict[str, PublicKey]:
+        """The newest root's keys: what a keyring must be signed by."""
+        return self._anchors[-1].keys
+
+    @property
+    def root_threshold(self) -> int:
+        return self._anchors[-1].threshold
+
+    @property
+    def root_version(self) -> int:
+        """The newest root's version; 0 for a pinned ``root.pub`` (root v1 must be signed by it)."""
+        return self._anchors[-1].version
+
+    @property
+    def root_role(self) -> RootRole | None:
+        return self._anchors[-1].role
+
+    def root_expired(self) -> bool:
+        role = self.root_role
+        return role is not None and role.is_expired(self.clock())
+
+    def update_root(self, data: bytes) -> RootRole:
+        """Accept root ``root_version + 1`` (``blocklist.root`` rules); nothing changes if refused.
+
+        The new root may already be expired: the next one may be on its way, and only the
+        newest root must be unexpired for a keyring to be accepted (rule 3b).
+        """
+        held = self._anchors[-1]
+        role = verify_successor(held.keys, held.threshold, held.version, data)
+        self._anchors.append(_Anchor(role.by_id, role.threshold, role.version, role))
+        return role
+
+    def adopt_root(self, data: bytes) -> RootRole:
+        """Trust a root this sensor saved itself after ``update_root`` (a restart).
+
+        Checked against its own keys, and never older than the root in force. Lists whose
+        keyring an older root signed are still restored (``restore``) when that root is known.
+        """
+        role = verify_self_signed(data)
+        if role.version < self.root_version:
+            raise Rollback(
+                f"saved root version {role.version} is older than the pinned {self.root_version}"
+            )
+        if role.version > self.root_version:
+            self._anchors.append(_Anchor(role.by_id, role.threshold, role.version, role))
+        elif role != self.root_role:
+            raise Rollback(f"saved root version {role.version} differs from the pinned one")
+        return role
 
     @property
     def held_version(self) -> int:
@@ -151,7 +262,9 @@ class TrustedListState:
         self.current = verified
         return verified
 
-    def _verify(self, data: bytes, *, allow_expired: bool = False) -> Verified:
+    def _verify(
+        self, data: bytes, *, allow_expired: bool = False, any_known_root: bool = False
+    ) -> Verified:
         pol = self.policy
         now = self.clock()
         # 1. size before any parsing
@@ -161,10 +274,28 @@ class TrustedListState:
             )
         # 2. shape
         bundle = Bundle.from_bytes(data)
-        # 3. keyring signed by the pinned root
-        kr_payload, _ = bundle.keyring.verified_payload(
-            PAYLOAD_KEYRING, self.root, threshold=self.root_threshold, what="keyring"
-        )
+        # 3. keyring signed by the newest root. Restoring the sensor's own saved list (and
+        # only then) accepts an older root it walked past: that list was accepted under it.
+        anchors = self._anchors[::-1] if any_known_root else self._anchors[-1:]
+        first_error: ListRejected | None = None
+        for anchor in anchors:
+            try:
+                kr_payload, _ = bundle.keyring.verified_payload(
+                    PAYLOAD_KEYRING, anchor.keys, threshold=anchor.threshold, what="keyring"
+                )
+                break
+            except ListRejected as e:
+                first_error = first_error or e
+        else:
+            assert first_error is not None
+            raise first_error
+        # 3b. the newest root is not expired
+        role = self.root_role
+        if role is not None and role.is_expired(now) and not allow_expired:
+            raise RootExpired(
+                f"root version {role.version} expired at {role.expires.isoformat()}; "
+                "no keyring is accepted until a newer root is fetched"
+            )
         keyring = Keyring.from_bytes(kr_payload)
         # 4. keyring rollback
         if self.keyring is not None:
@@ -261,17 +392,27 @@ class TrustedListState:
         """Re-load the list this sensor saved to disk itself, e.g. after a restart.
 
         Every rule runs again except expiry: an expired saved list is still enforced
-        (freeze beats nothing) and the caller raises the stale alarm (``is_stale``).
+        (freeze beats nothing) and the caller raises the stale alarm (``is_stale``). Its
+        keyring may be signed by any root the state knows, not only the newest: the list was
+        accepted under it before a newer root arrived (ADR 0003, "Deviation").
         """
-        verified = self._verify(data, allow_expired=True)
+        verified = self._verify(data, allow_expired=True, any_known_root=True)
         self.keyring = verified.keyring
         self._keyring_bytes = verified.keyring.to_bytes()
         self.current = verified
         return verified
 
     def is_stale(self) -> bool:
-        """True when the held list (or its keyring) has expired: raise the stale alarm."""
+        """True when the held list, its keyring or the newest root has expired, or the list
+        is older than ``policy.stale_after_seconds``: raise the stale alarm."""
         if self.current is None:
             return True
         now = self.clock()
-        return self.current.header.expires <= now or self.current.keyring.expires <= now
+        if self.current.header.expires <= now or self.current.keyring.expires <= now:
+            return True
+        if self.root_expired():
+            return True
+        ceiling = self.policy.stale_after_seconds
+        return ceiling is not None and now - self.current.header.created > timedelta(
+            seconds=ceiling
+        )
