@@ -658,6 +658,7 @@ def build_and_publish(
     if valid_for <= timedelta(0):
         raise BuildError(f"list lifetime must be positive, got {valid_for}")
     now = (now or datetime.now(UTC)).replace(microsecond=0)
+    keys = keys.for_tenant(tenant)  # tenants/<tenant>.key when there is one
     version = publish.next_version(out, tenant, profile) if out is not None else 0
     warnings: list[str] = []
     keyring_expires = Keyring.from_bytes(keys.keyring.payload).expires
@@ -745,5 +746,9 @@ def build_and_publish(
             version,
             bundle,
             json.dumps(report, indent=2, default=str).encode(),
+            signing_key=keys.signing,  # the key that signed the bundle signs its pointer
+            keyring=keys.keyring,
+            created=now,
+            expires=expires,
         )
     return BuildResult(path, blocklist, len(bundle), selection, report, condensed)

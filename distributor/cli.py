@@ -33,6 +33,7 @@ from rich.table import Table
 from blocklist.errors import InvalidIndicator
 
 from . import keys as keyfiles
+from . import schedule_cli
 from .build import BuildResult, Capacity, Key, build_and_publish
 from .condense.explain import explain_result, render_explanation
 from .condense.pipeline import MERGED_REASONS, Condenser, union_keys_for
@@ -41,9 +42,17 @@ from .config import load_feed_config
 from .errors import ConfigError, DistributorError
 from .feedcache import FeedCache
 from .feeds import parse_feed
+from .fleet_cli import (
+    add_serve_options,
+    register_fleet_commands,
+    serve_fleet,
+    tenant_build_inputs,
+)
 from .indicators import Indicator
-from .ingest import FeedOutcome, ingest_feeds, store_indicators
+from .ingest import FeedOutcome, feed_reports, ingest_feeds, store_indicators
 from .keys import OnlineKeys
+from .keys_cli import add_keygen_options, keygen_mode
+from .keys_cli import register as register_keys
 from .profiles import FirmwareProfile, list_profiles, load_profile
 from .server import ListServer, start
 from .store import Store
@@ -84,6 +93,9 @@ def _valid_hours(text: str) -> float:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    rc = keygen_mode(args)  # --root / --online (ADR 0003); None: as before
+    if rc is not None:
+        return rc
     paths = keyfiles.keygen(Path(args.dir))
     print(f"root key (keep OFFLINE):  {paths[keyfiles.ROOT_KEY]}")
     print(f"root public key (pin it on sensors with --trust): {paths[keyfiles.ROOT_PUB]}")
@@ -110,16 +122,7 @@ def _parsed_from_store(
         if not any(s.last_ok_at is not None for s in store.feed_states()):
             raise DistributorError(f"store {store.url} holds no ingested feed: run ingest first")
         parsed = list(store_indicators(store, datetime.now(UTC)))
-        reports: list[dict[str, Any]] = [
-            {
-                "feed": s.name,
-                "vendor": s.vendor,
-                "indicators": s.indicator_count,
-                "last_ok_at": s.last_ok_at.isoformat() if s.last_ok_at else None,
-                "quarantined": s.quarantined_reason,
-            }
-            for s in store.feed_states()
-        ]
+        reports = feed_reports(store)
     return parsed, reports
 
 
@@ -160,6 +163,7 @@ def _run_build(
     profile = load_profile(args.profile)
     keys = OnlineKeys.load(Path(args.keys))
     parsed, reports, settings = _gather(args, quiet=args.quiet or not publish)
+    parsed, settings = tenant_build_inputs(args, parsed, settings)  # a fleet tenant's lists
     now = datetime.now(UTC)
     condenser = Condenser(settings, now=now, cache_dir=Path(args.state) / "cache" / "models")
     result = build_and_publish(
@@ -180,6 +184,8 @@ def _run_build(
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.now:  # the scheduler's refresh -> rebuild -> publish -> push, once
+        return schedule_cli.cmd_build_now(args)
     profile, result = _run_build(args, publish=True)
     r = result.report
     if args.json:
@@ -353,8 +359,13 @@ def _outcome_table(outcomes: Sequence[FeedOutcome], console: Console) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     # telemetry intake (POST /v1/telemetry) needs a store; without one it answers 503
+    # --fleet: appliances authenticate through the store (and the admin API may be mounted)
+    fleet, fleet_options = serve_fleet(args)
     telemetry = Store.open(str(args.telemetry_store)) if args.telemetry_store else None
-    server = ListServer(Path(args.lists), Path(args.tokens), telemetry_store=telemetry)
+    if telemetry is None and fleet is not None:
+        telemetry = fleet.store
+    tokens = Path(args.tokens) if args.tokens else None
+    server = ListServer(Path(args.lists), tokens, telemetry_store=telemetry, **fleet_options)
 
     async def main() -> None:
         runner = await start(server, args.host, args.port)
@@ -371,6 +382,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if telemetry is not None:
             telemetry.close()
+        if fleet is not None:
+            fleet.close()
     return EXIT_OK
 
 
@@ -429,14 +442,19 @@ def parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("keygen", help="create root and online signing keys and a keyring")
     k.add_argument("--dir", required=True, help="directory for the key files (must not hold keys)")
+    add_keygen_options(k)
     k.set_defaults(func=cmd_keygen)
+    register_keys(sub)
 
     b = sub.add_parser("build", help="build a signed list for a profile from feeds or the store")
     _build_inputs(b)
     b.add_argument("--out", required=True, help="output directory for published lists")
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
     b.add_argument("--quiet", action="store_true", help="no per-feed lines")
+    schedule_cli.add_now_option(b)
+    schedule_cli.add_fleet_options(b)
     b.set_defaults(func=cmd_build)
+    schedule_cli.register(sub)
 
     e = sub.add_parser(
         "explain", help="why an indicator is in or out of a tenant's list for a profile"
@@ -468,15 +486,17 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve published lists to appliances over HTTP")
     s.add_argument("--lists", required=True, help="output directory of build")
-    s.add_argument("--tokens", required=True, help="appliance token file")
+    s.add_argument("--tokens", help="appliance token file (or --fleet)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8750)
     s.add_argument(
         "--telemetry-store",
         help="store URL (or SQLite path) for sensor telemetry (POST /v1/telemetry); "
-        "without it the intake answers 503",
+        "without it the intake answers 503 (with --fleet: the fleet's store)",
     )
+    add_serve_options(s)
     s.set_defaults(func=cmd_serve)
+    register_fleet_commands(sub)
 
     t = sub.add_parser("token", help="manage appliance tokens")
     tsub = t.add_subparsers(dest="token_command", required=True)

@@ -22,6 +22,7 @@ internal = false                 # may list non-global addresses (internal use o
 options = { match = "suffix" }   # per-format options, checked by the format
 description = "..."              # optional, free text
 ttl_days = 30                    # optional: entries expire 30 days after last seen here
+refresh_minutes = 60             # optional: how often ``schedule`` fetches it (default 60)
 
 [feed.fetch]                     # optional: how to download it and when to distrust it
 timeout_seconds = 60             # per attempt, connecting to the last byte (0 < t <= 3600)
@@ -80,7 +81,7 @@ MAX_HEADER_VALUE_CHARS = 1024
 AUTH_TYPES = ("bearer", "basic", "header")
 
 _TOP_KEYS = frozenset({"defaults", "feed"}) | CONDENSE_KEYS
-_DEFAULT_KEYS = frozenset({"confidence", "category", "fetch"})
+_DEFAULT_KEYS = frozenset({"confidence", "category", "fetch", "refresh_minutes"})
 _FEED_KEYS = frozenset(
     {
         "name",
@@ -95,10 +96,15 @@ _FEED_KEYS = frozenset(
         "description",
         "fetch",
         "ttl_days",
+        "refresh_minutes",
     }
 )
 #: Longest feed-level TTL: beyond a year a "TTL" is a typo for "no TTL".
 MAX_TTL_DAYS = 366
+#: How often the scheduler refreshes a feed: a minute at most (vendors throttle), a week at least.
+DEFAULT_REFRESH_MINUTES = 60.0
+MIN_REFRESH_MINUTES = 1.0
+MAX_REFRESH_MINUTES = 7 * 24 * 60.0
 _FETCH_KEYS = frozenset(
     {
         "timeout_seconds",
@@ -205,6 +211,8 @@ class FeedConfig:
     #: How long an indicator of this feed stays active after it was last seen in the feed
     #: (None: while the feed lists it, plus the ingest grace period).
     ttl_days: float | None = None
+    #: how often ``stockade-distributor schedule`` refreshes it (``distributor.scheduler``)
+    refresh_minutes: float = DEFAULT_REFRESH_MINUTES
     base_dir: Path = Path()
     origin: str = "<memory>"
 
@@ -379,6 +387,8 @@ class _Loader:
             out["confidence"] = self._confidence(raw["confidence"], span, "[defaults]")
         if "category" in raw:
             out["category"] = self._category(raw["category"], span, "[defaults]")
+        if "refresh_minutes" in raw:
+            out["refresh_minutes"] = self._refresh(raw["refresh_minutes"], span, "[defaults]")
         if "fetch" in raw:
             fetch_span = self._span(_DEFAULTS_FETCH_HEADER, 0)
             if fetch_span == (0, 0):
@@ -460,6 +470,11 @@ class _Loader:
             if not 0 < ttl <= MAX_TTL_DAYS:
                 raise err(f"must be more than 0 and at most {MAX_TTL_DAYS}, got {ttl}", "ttl_days")
             ttl_days = float(ttl)
+        refresh_minutes = (
+            self._refresh(raw["refresh_minutes"], span, section)
+            if "refresh_minutes" in raw
+            else defaults.get("refresh_minutes", DEFAULT_REFRESH_MINUTES)
+        )
         default_fetch: FetchConfig | None = defaults.get("fetch")
         fetch = self._fetch(raw.get("fetch", {}), span, section, default_fetch, per_feed=True)
         return FeedConfig(
@@ -475,6 +490,7 @@ class _Loader:
             description=raw.get("description", ""),
             fetch=fetch,
             ttl_days=ttl_days,
+            refresh_minutes=refresh_minutes,
             base_dir=self.base_dir,
             origin=self.origin,
         )
@@ -660,6 +676,12 @@ class _Loader:
                 f"must be 0..100, got {value}", key="confidence", span=span, section=section
             )
         return value
+
+    def _refresh(self, value: object, span: tuple[int, int], section: str) -> float:
+        def err(message: str, key: str) -> ConfigError:
+            return self._error(message, key=key, span=span, section=section)
+
+        return self._number(value, MIN_REFRESH_MINUTES, MAX_REFRESH_MINUTES, err, "refresh_minutes")
 
     def _category(self, value: object, span: tuple[int, int], section: str) -> str:
         if not isinstance(value, str) or value not in CATEGORIES:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 
@@ -262,3 +262,18 @@ def store_indicators(store: Store, now: datetime) -> Iterator[tuple[list[Indicat
     for active in store.active(now):
         for ind, vendor in active.indicators():
             yield [ind], vendor
+
+
+def feed_reports(store: Store, feeds: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Each stored feed's state as a build report lists it (``feeds``: only these)."""
+    return [
+        {
+            "feed": s.name,
+            "vendor": s.vendor,
+            "indicators": s.indicator_count,
+            "last_ok_at": s.last_ok_at.isoformat() if s.last_ok_at else None,
+            "quarantined": s.quarantined_reason,
+        }
+        for s in store.feed_states()
+        if feeds is None or s.name in feeds
+    ]

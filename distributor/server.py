@@ -2,6 +2,9 @@
 
 ``GET /v1/lists/{tenant}/{profile}``
     200 with the bundle and a strong ETag (SHA-256 of the bytes); 304 on ``If-None-Match``.
+    With ``?have=B``: the delta bundle B -> current (``application/vnd.stockade.delta-bundle``,
+    its own ETag) when one is published and smaller, else the full bundle; a ``have`` that is
+    no version (not a number, 0, too large) is counted and ignored.
     401 without a valid token. A valid token asking for a list it may not fetch gets the
     same 404 as a list that does not exist, so a token never learns which tenants exist.
 ``POST /v1/telemetry``
@@ -15,19 +18,34 @@
     cannot take it now or the server has no store: the sensor keeps the batch and retries.
 ``GET /v1/health``
     200 ``{"status": "ok"}``.
+``GET /v1/roots/{n}``
+    Root metadata version ``n`` (``{lists}/roots/{n}.root.stockade``, written by
+    ``keys rotate-root --publish``), WITHOUT a token: roots are public data like ``root.pub``,
+    signed offline, and a sensor must be able to follow a rotation even with a revoked or
+    unknown token. 404 for a version not published and for anything but a plain number.
 
 Published bundles are immutable files, so they are cached by path; the token file is
 re-read when it changes on disk.
+
+With a fleet (``serve --fleet URL``, ``distributor.fleet``) appliances authenticate through
+the store instead of the token file (lookups cached for ``AUTH_CACHE_SECONDS``; admin writes
+drop the cache), and every list request records the appliance's last seen, the version it
+holds (``?have=N`` or ``X-Stockade-Version``) and, when sent, ``X-Stockade-Health`` and
+``X-Stockade-Error``: written in batches (``flush_polls``). With an admin token too, the
+admin API (``distributor.admin``) is mounted under ``/v1/admin/``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -39,19 +57,33 @@ from blocklist.telemetry import (
     TelemetryBatch,
 )
 
-from . import publish
+from . import deltas, publish
+from .admin import AdminApi
+from .errors import ConfigError
+from .fleet import DEFAULT_STALE_AFTER, ApplianceRecord, Fleet, Poll, clean_text
 from .store import Store, StoreError
-from .tokens import Appliance, TokenStore
+from .tokens import Appliance, TokenStore, hash_token
 
 log = logging.getLogger("stockade.distributor.server")
 
 MAX_CACHED_BUNDLES = 64
+#: ``?have=`` above this (msgpack's largest unsigned integer) is no list version
+MAX_LIST_VERSION = 2**64 - 1
+#: published roots, ``{lists}/roots/{n}.root.stockade`` (``distributor.keys``)
+ROOTS_DIR = "roots"
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'  # never headers: they carry tokens
 CHUNK_BYTES = 64 * 1024
 #: Seconds a sensor is asked to wait when the store cannot take its batch now.
 RETRY_AFTER_SECONDS = 30
 #: A refusal's text quotes what was wrong; keep the answer (and the log line) short.
 MAX_REASON_CHARS = 300
+#: How long a fleet token lookup is reused, and how many are kept.
+AUTH_CACHE_SECONDS = 5.0
+MAX_AUTH_CACHE_ENTRIES = 100_000
+#: Polls are written to the fleet in one transaction this often.
+POLL_FLUSH_SECONDS = 2.0
+#: A version held, as a poll states it: decimal, fits a BIGINT.
+MAX_VERSION_DIGITS = 18
 
 
 @dataclass
@@ -66,17 +98,44 @@ class ListServer:
     def __init__(
         self,
         lists_dir: Path,
-        tokens_path: Path,
+        tokens_path: Path | None = None,
         *,
         telemetry_store: Store | None = None,
         max_telemetry_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        fleet: Fleet | None = None,
+        admin_token_sha256: str | None = None,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+        auth_cache_seconds: float = AUTH_CACHE_SECONDS,
     ) -> None:
+        """Appliances authenticate through ``fleet`` when given (and each list request is
+        recorded there), else through the token file ``tokens_path``; one is required. The
+        admin API is mounted when there is a fleet and an admin token hash."""
+        if tokens_path is None and fleet is None:
+            raise ConfigError("the server needs appliance tokens: a token file or a fleet")
         self.lists_dir = lists_dir
         self.tokens_path = tokens_path
         self.telemetry_store = telemetry_store
         self.max_telemetry_bytes = max_telemetry_bytes
-        self._tokens = TokenStore.load(tokens_path)
-        self._tokens_stamp = self._stamp(tokens_path)
+        self._tokens = TokenStore.load(tokens_path) if tokens_path else TokenStore([])
+        self._tokens_stamp = self._stamp(tokens_path) if tokens_path else (0, 0, 0)
+        self.fleet = fleet
+        self.auth_cache_seconds = auth_cache_seconds
+        # token SHA-256 -> (appliance or None, monotonic expiry): a poll costs no query
+        self._auth_cache: dict[str, tuple[ApplianceRecord | None, float]] = {}
+        self._polls: dict[int, Poll] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+        self.admin = (
+            AdminApi(
+                fleet,
+                lists_dir,
+                admin_token_sha256,
+                is_appliance_token=lambda t: fleet.authenticate(t) is not None,
+                changed=self._auth_cache.clear,
+                stale_after=stale_after,
+            )
+            if fleet is not None and admin_token_sha256 is not None
+            else None
+        )
         self._cache: dict[Path, _Cached] = {}
         self.counters: Counter[str] = Counter()
 
@@ -90,6 +149,8 @@ class ListServer:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def tokens(self) -> TokenStore:
+        if self.tokens_path is None:
+            return self._tokens
         stamp = self._stamp(self.tokens_path)
         if stamp != self._tokens_stamp:
             # Remember the stamp even when the load fails: a broken file is reported once per
@@ -115,7 +176,26 @@ class ListServer:
             self._cache[path] = cached
         return cached
 
-    def _appliance(self, request: web.Request, counter: str) -> Appliance:
+    def _delta(self, current: Path, full: _Cached, have: str) -> _Cached | None:
+        """The delta bundle from version ``have`` to ``current`` when one is published and
+        smaller than the full bundle; a bad ``have`` is counted and means 'none'."""
+        target = deltas.version_of(current)
+        if not (have.isascii() and have.isdigit() and len(have) <= 20) or not (
+            1 <= int(have) <= MAX_LIST_VERSION
+        ):
+            self.counters["lists.have_invalid"] += 1
+            return None
+        base = int(have)
+        if target is None or base >= target:
+            return None
+        try:
+            cached = self._bundle(deltas.delta_path(current.parent, base, target))
+        except OSError:  # none published from that base (too old, or not smaller)
+            self.counters["lists.delta_missing"] += 1
+            return None
+        return cached if len(cached.body) < len(full.body) else None
+
+    def _appliance(self, request: web.Request, counter: str) -> Appliance | ApplianceRecord:
         """The appliance whose bearer token came with the request, or a 401."""
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -125,13 +205,91 @@ class ListServer:
                 text="bearer token required\n",
                 headers={"WWW-Authenticate": 'Bearer realm="stockade"'},
             )
-        appliance = self.tokens().authenticate(token.strip())
+        appliance: Appliance | ApplianceRecord | None
+        if self.fleet is not None:
+            appliance = self._fleet_appliance(token.strip())
+        else:
+            appliance = self.tokens().authenticate(token.strip())
         if appliance is None:
             self.counters[f"{counter}.401"] += 1
             raise web.HTTPUnauthorized(
                 text="invalid token\n", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
+        if counter == "lists" and isinstance(appliance, ApplianceRecord):
+            self._note_poll(request, appliance)
         return appliance
+
+    def _fleet_appliance(self, token: str) -> ApplianceRecord | None:
+        """Fleet lookup, cached for ``auth_cache_seconds`` (admin writes clear the cache; a
+        revocation by the CLI in another process takes effect within that time)."""
+        assert self.fleet is not None
+        key = hash_token(token) if token.isascii() else ""
+        now = time.monotonic()
+        hit = self._auth_cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = self.fleet.authenticate(token)
+        if len(self._auth_cache) >= MAX_AUTH_CACHE_ENTRIES:
+            self._auth_cache.clear()
+        self._auth_cache[key] = (found, now + self.auth_cache_seconds)
+        return found
+
+    def _note_poll(self, request: web.Request, appliance: ApplianceRecord) -> None:
+        """Remember what a list request said; ``flush_polls`` writes it in one transaction.
+
+        The version held comes from ``?have=N`` (deltas) or ``X-Stockade-Version``; the
+        sensor may add ``X-Stockade-Health`` and ``X-Stockade-Error`` (short text)."""
+        have = request.query.get("have") or request.headers.get("X-Stockade-Version")
+        version = None
+        if have is None:
+            pass
+        elif have.isascii() and have.isdigit() and len(have) <= MAX_VERSION_DIGITS:
+            version = int(have) or None  # 0 is no version either
+        else:
+            self.counters["lists.bad_version"] += 1
+        m = request.match_info
+        if not appliance.may_fetch(m.get("tenant", ""), m.get("profile", "")):
+            version = None  # a version of a list it may not fetch says nothing about it
+        health = request.headers.get("X-Stockade-Health")
+        error = request.headers.get("X-Stockade-Error")
+        before = self._polls.get(appliance.id)
+        if before is not None:  # keep what an earlier poll of this batch said, if not said now
+            version = version if version is not None else before.version_held
+            health = health if health is not None else before.health
+            error = error if error is not None else before.last_error
+        self._polls[appliance.id] = Poll(
+            appliance.id, datetime.now(UTC), version, clean_text(health), clean_text(error)
+        )
+
+    async def flush_polls(self) -> int:
+        """Write the polls noted since the last flush; their number."""
+        if self.fleet is None or not self._polls:
+            return 0
+        polls, self._polls = list(self._polls.values()), {}
+        try:
+            await asyncio.to_thread(self.fleet.record_polls, polls)
+        except Exception as e:  # noqa: BLE001 - status only: the next polls are recorded
+            self.counters["polls.record_failed"] += 1
+            log.error("could not record %d appliance polls: %s", len(polls), e)
+            return 0
+        return len(polls)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_FLUSH_SECONDS)
+            await self.flush_polls()
+
+    async def _start_polls(self, app: web.Application) -> None:
+        if self.fleet is not None:
+            self._poll_task = asyncio.create_task(self._flush_loop())
+
+    async def _stop_polls(self, app: web.Application) -> None:
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+            self._poll_task = None
+        await self.flush_polls()
 
     async def get_list(self, request: web.Request) -> web.StreamResponse:
         appliance = self._appliance(request, "lists")
@@ -146,11 +304,31 @@ class ListServer:
             self.counters["lists.404"] += 1
             raise web.HTTPNotFound(text="no such list\n")
         cached = self._bundle(path)
+        have = request.query.get("have")
+        delta = self._delta(path, cached, have) if have is not None else None
+        answer = delta or cached
         etags = _etags(request.headers.get("If-None-Match", ""))
-        if cached.etag in etags or "*" in etags:
+        # the full bundle's ETag also means "up to date": a sensor that rebuilt it from a
+        # delta remembers that one (the bytes it holds are the full bundle's)
+        if answer.etag in etags or cached.etag in etags or "*" in etags:
             self.counters["lists.304"] += 1
             return web.Response(
-                status=304, headers={"ETag": cached.etag, "Cache-Control": "no-cache"}
+                status=304, headers={"ETag": answer.etag, "Cache-Control": "no-cache"}
+            )
+        if delta is not None:
+            self.counters["lists.delta"] += 1
+            log.info(
+                "served %s/%s delta v%s -> %s to appliance %s",
+                tenant,
+                profile,
+                have,
+                path.name,
+                appliance.name,
+            )
+            return web.Response(
+                body=delta.body,
+                content_type=deltas.MEDIA_TYPE,
+                headers={"ETag": delta.etag, "Cache-Control": "no-cache"},
             )
         self.counters["lists.200"] += 1
         log.info("served %s/%s %s to appliance %s", tenant, profile, path.name, appliance.name)
@@ -222,14 +400,36 @@ class ListServer:
                 raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
         return bytes(body)
 
+    async def get_root(self, request: web.Request) -> web.StreamResponse:
+        n = request.match_info["n"]
+        if not (n.isascii() and n.isdigit() and len(n) <= 9 and n == str(int(n)) and n != "0"):
+            self.counters["roots.404"] += 1
+            raise web.HTTPNotFound(text="no such root\n")
+        try:
+            cached = self._bundle(self.lists_dir / ROOTS_DIR / f"{n}.root.stockade")
+        except FileNotFoundError:
+            self.counters["roots.404"] += 1
+            raise web.HTTPNotFound(text="no such root\n") from None
+        self.counters["roots.200"] += 1
+        return web.Response(
+            body=cached.body,
+            content_type="application/vnd.stockade.root",
+            headers={"ETag": cached.etag, "Cache-Control": "no-cache"},
+        )
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors], client_max_size=64 * 1024)
         app.router.add_get("/v1/health", self.health)
+        app.router.add_get("/v1/roots/{n}", self.get_root)
         app.router.add_get("/v1/lists/{tenant}/{profile}", self.get_list)
         app.router.add_post("/v1/telemetry", self.post_telemetry)
+        if self.admin is not None:
+            app.router.add_routes(self.admin.routes())
+        app.on_startup.append(self._start_polls)
+        app.on_cleanup.append(self._stop_polls)
         return app
 
     @web.middleware

@@ -6,9 +6,11 @@
 #   postgresql  - PostgreSQL 15 binaries (initdb, postgres): the store tests start a throwaway
 #                 cluster of their own to prove the store on PostgreSQL as well as SQLite
 #   nftables    - `nft`: the sensor's nftables enforcement backend, tested in namespaces
+#   nginx       - a static web server: the tests serve a publish directory with it to a sensor
+#                 in static mode (pointer + content-addressed objects, ETag/304)
 set -euo pipefail
 
-PACKAGES=(libpcap0.8 iproute2 tshark postgresql nftables)
+PACKAGES=(libpcap0.8 iproute2 tshark postgresql nftables nginx)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

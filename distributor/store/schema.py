@@ -159,3 +159,36 @@ passive_dns = Table(
     Index("ix_passive_dns_tenant_name", "tenant", "name"),
     Index("ix_passive_dns_tenant_rdata", "tenant", "rdata"),
 )
+
+# --- fleet (migration 0003, used by ``distributor.fleet``) ----------------------------------
+#: Names follow ``tokens.NAME_RE`` (at most 64 characters). Lists are JSON arrays in text
+#: columns: read and written whole, never queried by element.
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("allow_list", Text, nullable=False, server_default="[]"),
+    Column("deny_list", Text, nullable=False, server_default="[]"),
+    Column("subscriptions", Text, nullable=False, server_default="[]"),
+    Column("created", BigInteger, nullable=False),
+)
+
+appliances = Table(
+    "appliances",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", Id, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("profile", String(64), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+    Column("push_url", Text),
+    Column("last_seen", BigInteger),
+    Column("version_held", BigInteger),
+    Column("health", Text),
+    Column("last_error", Text),
+    UniqueConstraint("tenant_id", "name"),
+)
