@@ -25,8 +25,7 @@ from typing import IO, Any
 import aiohttp
 
 from blocklist.errors import BlocklistError, ListRejected, MalformedArtifact
-from blocklist.signing import PublicKey
-from blocklist.trust import TrustedListState, TrustPolicy
+from blocklist.trust import TrustPolicy
 
 from .config import (
     ConfigError,
@@ -42,6 +41,10 @@ from .errors import SensorError
 from .events import Event
 from .metrics import ListInfo, Metrics, start_metrics_server
 from .pcapfile import Frame, iter_capture
+from .pointer_updater import PointerUpdater
+from .push_intake import PATH as PUSH_PATH
+from .push_intake import PushIntake, load_push_token, start_push_intake
+from .rootchain import load_saved_root, load_trust, root_path_for
 from .sinks import SinkSet, build_sinks
 from .telemetry import Telemetry
 from .updater import ListHolder, Updater
@@ -53,19 +56,6 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_MALFORMED = 3
 STATE_LIST = "list.stockade"
-
-
-def _load_root(path: str | None) -> PublicKey:
-    if not path:
-        raise ConfigError(
-            "--trust ROOT_KEY is required: the sensor trusts nothing without a pinned root"
-        )
-    try:
-        return PublicKey.from_pem(Path(path).read_bytes())
-    except OSError as e:
-        raise ConfigError(f"cannot read root key {path}: {e.strerror}") from e
-    except MalformedArtifact as e:
-        raise ConfigError(f"root key {path}: {e}") from e
 
 
 def _json_default(o: object) -> Any:
@@ -99,14 +89,13 @@ def _print_counters(counters: Counter[str], out: IO[str]) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    root = _load_root(args.trust)
     policy = TrustPolicy(
         tenant=args.tenant,
         profile=args.profile,
         max_bundle_bytes=args.max_bytes,
         max_version_jump=args.max_version_jump,
     )
-    state = TrustedListState([root], policy)
+    state = load_trust(args.trust, policy)  # root.pub or a signed root.stockade
     if args.state_dir:
         saved = Path(args.state_dir) / STATE_LIST
         if saved.exists():
@@ -270,10 +259,11 @@ def _list_info(holder: ListHolder) -> ListInfo:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(Path(args.config)) if args.config else SensorConfig()
     cfg = _merge(cfg, args)
-    root = _load_root(cfg.trust)
-    if cfg.distributor.url and not (cfg.tenant and cfg.profile):
+    load_trust(cfg.trust)  # a bad root is reported before anything else
+    if (cfg.distributor.url or cfg.distributor.pointer_url) and not (cfg.tenant and cfg.profile):
         raise ConfigError("--tenant and --profile are required with --distributor")
-    if not args.list and not cfg.distributor.url and not cfg.state_dir:
+    pulls = cfg.distributor.url or cfg.distributor.pointer_url
+    if not args.list and not pulls and not cfg.state_dir:
         raise ConfigError(
             "give --list FILE, or --distributor URL with a token, or a --state-dir holding a list"
         )
@@ -284,10 +274,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile=cfg.profile,
         max_bundle_bytes=cfg.limits.max_list_bytes,
         max_version_jump=cfg.limits.max_version_jump,
+        stale_after_seconds=(
+            cfg.distributor.stale_after_hours * 3600
+            if cfg.distributor.stale_after_hours is not None
+            else None
+        ),
     )
-    state = TrustedListState([root], policy)
+    state = load_trust(cfg.trust, policy)
     store = Path(cfg.state_dir) / STATE_LIST if cfg.state_dir else None
     holder = ListHolder(state, store)
+    if store is not None:  # the newest root an earlier run fetched, before the saved list
+        load_saved_root(state, root_path_for(store), holder.counters)
     holder.load_saved()
     if args.list:
         try:
@@ -305,8 +302,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (BlocklistError, OSError) as e:
             log.error("list %s refused: %s: %s", args.list, type(e).__name__, e)
     token = _token(args, cfg.distributor)
-    updater = None
-    if cfg.distributor.url:
+    updater: Updater | PointerUpdater | None = None
+    if cfg.distributor.pointer_url:  # static mode: a publish directory behind nginx or a CDN
+        updater = PointerUpdater(
+            holder,
+            cfg.distributor.pointer_url,
+            timeout_seconds=cfg.distributor.timeout_seconds,
+            token=token,
+        )
+    elif cfg.distributor.url:
         if not token:
             raise ConfigError(
                 "a distributor needs a token (--token, --token-file or distributor.token_file)"
@@ -319,6 +323,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             cfg.tenant,
             cfg.profile,
             timeout_seconds=cfg.distributor.timeout_seconds,
+            root_path=root_path_for(store) if store is not None else None,
+            follow_roots=True,
         )
     telemetry = None
     if cfg.telemetry is not None and cfg.telemetry.enabled:
@@ -331,6 +337,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             telemetry = Telemetry(cfg.telemetry, Path(cfg.state_dir), cfg.distributor.url, token)
         except OSError as e:
             raise ConfigError(f"telemetry state in {cfg.state_dir}: {e.strerror or e}") from e
+    push_token = load_push_token(cfg.push.token_file) if cfg.push.listen else None
     sink = build_sinks(cfg.alerts, cfg.alert_sinks)
     restore = _install_reopen(sink)
     decoder = Decoder()
@@ -352,7 +359,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         assert cfg.interface
         return asyncio.run(
-            _run_live(cfg, updater, decoder, holder, sink, stats, enforcer, telemetry)
+            _run_live(cfg, updater, decoder, holder, sink, stats, enforcer, telemetry, push_token)
         )
     finally:
         if enforcer is not None:
@@ -367,7 +374,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run_pcap(
     pcap: str,
-    updater: Updater | None,
+    updater: Updater | PointerUpdater | None,
     decoder: Decoder,
     holder: ListHolder,
     sink: SinkSet,
@@ -414,13 +421,14 @@ async def _run_pcap(
 
 async def _run_live(
     cfg: SensorConfig,
-    updater: Updater | None,
+    updater: Updater | PointerUpdater | None,
     decoder: Decoder,
     holder: ListHolder,
     sink: SinkSet,
     stats: Counter[str],
     enforcer: Enforcer | None = None,
     telemetry: Telemetry | None = None,
+    push_token: str | None = None,
 ) -> int:
     from .live import LiveCapture  # only live mode needs AF_PACKET and libpcap
 
@@ -459,6 +467,11 @@ async def _run_live(
             host, port = parse_listen(cfg.metrics)
             metrics_runner = await start_metrics_server(metrics, host, port)
             log.info("metrics on http://%s:%d/metrics", host, port)
+        push_runner = None
+        if cfg.push.listen and push_token:
+            host, port = parse_listen(cfg.push.listen)
+            push_runner = await start_push_intake(PushIntake(holder, push_token), host, port)
+            log.info("push intake on http://%s:%d%s", host, port, PUSH_PATH)
         frames = cap.frames()
         while not stop.is_set():
             nxt = asyncio.ensure_future(anext(frames))
@@ -477,6 +490,8 @@ async def _run_live(
         stats_line = cap.stats
         if metrics_runner is not None:
             await metrics_runner.cleanup()
+        if push_runner is not None:
+            await push_runner.cleanup()
     stop.set()
     for t in tasks:
         await t

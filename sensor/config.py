@@ -26,6 +26,7 @@ Example (``/etc/stockade/sensor.toml``)::
     token_file = "/etc/stockade/token"
     interval_seconds = 300
     timeout_seconds = 30
+    stale_after_hours = 48          # stale alarm for a list this old, even unexpired
 
     [limits]
     max_list_bytes = 67108864
@@ -35,6 +36,10 @@ Example (``/etc/stockade/sensor.toml``)::
     enabled = true
     backend = "nftables"            # route | nftables
     max_entries = 10000
+
+    [push]                          # lists POSTed by the distributor (sensor.push_intake)
+    listen = "0.0.0.0:8760"
+    token_file = "/etc/stockade/push-token"
 
     [telemetry]                     # sightings + passive DNS to the distributor (docs/telemetry.md)
     enabled = true
@@ -67,6 +72,21 @@ class DistributorConfig:
     token_file: str | None = None
     interval_seconds: float = 300.0
     timeout_seconds: float = 30.0
+    #: stale alarm once the list in force is older than this, even if not expired (None: off)
+    stale_after_hours: float | None = None
+    #: static mode: the signed pointer of a publish directory served by nginx or a CDN, e.g.
+    #: ``https://cdn.example.net/lists/acme/linux-sensor/pointer.stockade`` (no token needed)
+    pointer_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    """The ``[push]`` table: the intake the distributor POSTs new lists to (off by default)."""
+
+    #: HOST:PORT to listen on, e.g. ``0.0.0.0:8760``; None: no intake
+    listen: str | None = None
+    #: file holding the bearer secret the distributor sends (``derive_push_secret``)
+    token_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +217,8 @@ class SensorConfig:
     telemetry: TelemetryConfig | None = None
     #: HOST:PORT of the Prometheus endpoint (live mode), e.g. ``127.0.0.1:9750``; None: off
     metrics: str | None = None
+    #: ``[push]``: the intake for lists the distributor pushes (``sensor.push_intake``)
+    push: PushConfig = PushConfig()
 
 
 def parse_listen(text: str, where: str = "metrics") -> tuple[str, int]:
@@ -217,10 +239,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "interface": (str,),
     "alerts": (str,),
     "metrics": (str,),
+    "listen": (str,),
     "url": (str,),
+    "pointer_url": (str,),
     "token_file": (str,),
     "interval_seconds": (int, float),
     "timeout_seconds": (int, float),
+    "stale_after_hours": (int, float),
     "max_list_bytes": (int,),
     "max_version_jump": (int,),
     "kind": (str,),
@@ -434,4 +459,13 @@ def load_config(path: Path) -> SensorConfig:
         top["alert_sinks"] = _sinks(top["alert_sinks"], path, top.get("alerts"))
     if "metrics" in top:
         parse_listen(top["metrics"], f"{path}: metrics")
+    if "push" in top:
+        if not isinstance(top["push"], dict):
+            raise ConfigError(f"{path}: [push] must be a table")
+        push = PushConfig(**_section(PushConfig, top["push"], "push.", path))
+        top["push"] = push
+        if push.listen is not None:
+            parse_listen(push.listen, f"{path}: push.listen")
+            if not push.token_file:
+                raise ConfigError(f"{path}: push.listen needs push.token_file (the push secret)")
     return SensorConfig(**top)

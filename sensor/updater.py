@@ -3,7 +3,10 @@
 ``ListHolder`` owns the trust state and the matcher in use. ``Updater`` is the thin aiohttp
 driver around it: conditional GET with the saved ETag, a size limit enforced while the body
 is read (not after), a timeout per attempt, then ``ListHolder.accept``. Every outcome is an
-``UpdateResult`` the caller logs; none of them raises.
+``UpdateResult`` the caller logs; none of them raises. Holding a bundle 2 it asks with
+``?have=<version>``; a delta bundle answer is rebuilt into the full bundle and accepted like
+one (``ListHolder.accept_delta``), and a delta refused for any reason is followed by one
+request for the full list.
 """
 
 from __future__ import annotations
@@ -16,16 +19,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
-from blocklist.errors import BlocklistError, TooLarge
+from blocklist.delta import MEDIA_TYPE as DELTA_MEDIA_TYPE
+from blocklist.delta import Delta, DeltaBundle, apply_delta
+from blocklist.errors import BlocklistError, TooLarge, WrongBase
 from blocklist.fileio import write_atomic
 from blocklist.index import Index
+from blocklist.signing import Bundle, Envelope
 from blocklist.trust import TrustedListState, Verified
 
 from .decode import Decoder
 from .match import Matcher
+from .rootchain import refresh_roots
 
 log = logging.getLogger("stockade.sensor.updater")
 
@@ -59,6 +67,8 @@ class ListHolder:
         self.matcher: Matcher | None = None
         self.counters: Counter[str] = Counter()
         self._held_sha256: bytes | None = None
+        #: the held list's bytes, a view into the held bundle (no copy): a delta's base
+        self._held_list: bytes | memoryview | None = None
         self._decoders: list[Decoder] = []
 
     def attach(self, decoder: Decoder) -> None:
@@ -109,9 +119,47 @@ class ListHolder:
         self._swap(verified, data)
         return verified
 
+    @property
+    def delta_base(self) -> int | None:
+        """The version a delta may start from: the list held, when it is a bundle 2."""
+        current = self.state.current
+        if self._held_list is None or current is None:
+            return None
+        return current.header.version
+
+    def accept_delta(self, data: bytes, etag: str | None = None) -> Verified:
+        """Rebuild the target list from the held one and ``data`` (a delta bundle), then
+        ``accept`` it as the full bundle 2 it equals: every trust rule runs on the rebuilt
+        list with the target's own signed digest, and the file saved is a full bundle.
+
+        ``WrongBase`` when the delta starts from another list. ``etag``: what to remember
+        for the new list; None: the distributor's strong ETag of that full bundle (the
+        SHA-256 of its bytes), so the next poll's If-None-Match works as after a full pull.
+        """
+        limit = self.state.policy.max_bundle_bytes
+        if len(data) > limit:
+            raise TooLarge(f"delta bundle is {len(data)} bytes, this sensor's limit is {limit}")
+        outer = DeltaBundle.from_bytes(data, max_bytes=limit)
+        delta = Delta.from_bytes(outer.delta, max_bytes=limit)
+        if self._held_list is None:
+            raise WrongBase("no bundle 2 list is held: a delta has nothing to start from")
+        rebuilt = apply_delta(self._held_list, delta)
+        keyring, digest = Envelope.from_bytes(outer.keyring), Envelope.from_bytes(outer.digest)
+        del outer, delta
+        bundle = Bundle(keyring, digest, rebuilt).to_bytes()
+        del rebuilt
+        if etag is None:
+            etag = '"' + hashlib.sha256(bundle).hexdigest() + '"'
+        return self.accept(bundle, etag=etag)
+
     def holds(self, data: bytes) -> bool:
         """True when ``data`` is byte for byte the list in force."""
         return self._held_sha256 is not None and hashlib.sha256(data).digest() == self._held_sha256
+
+    @property
+    def held_sha256(self) -> bytes | None:
+        """SHA-256 of the bundle in force (a pointer's delta names its base by it)."""
+        return self._held_sha256
 
     def save_etag(self, etag: str | None) -> None:
         """Remember the ETag of the list on disk; without one, forget the old list's ETag."""
@@ -143,12 +191,18 @@ class ListHolder:
         # Build fully, then replace one reference: readers see the old or the new matcher.
         self.matcher = Matcher(Index(bl), bl.header.version)
         self._held_sha256 = hashlib.sha256(data).digest()
+        # The base a delta applies to: a view of the list inside the verified bundle 2 (read
+        # by hand, no copy). A bundle 1 (``0x94``, an array of 4) has none: no deltas then.
+        self._held_list = Bundle.from_bytes(data).detached if data[:1] == b"\x95" else None
         for decoder in self._decoders:
             decoder.prefilter = self.matcher
 
 
 class Updater:
     """Pulls ``{base}/v1/lists/{tenant}/{profile}`` with a bearer token."""
+
+    #: set for the one retry after a refused delta: ask without ``?have=`` (the full list)
+    _full_only = False
 
     def __init__(
         self,
@@ -159,9 +213,15 @@ class Updater:
         profile: str,
         *,
         timeout_seconds: float = 30.0,
+        root_path: Path | None = None,
+        follow_roots: bool = False,
     ) -> None:
         self.holder = holder
         self.url = f"{base_url.rstrip('/')}/v1/lists/{tenant}/{profile}"
+        #: follow root rotations (``sensor.rootchain``) before each list; save the newest there
+        self.base_url = base_url
+        self.root_path = root_path
+        self.follow_roots = follow_roots or root_path is not None
         self._token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.max_bytes = holder.state.policy.max_bundle_bytes
@@ -173,12 +233,22 @@ class Updater:
 
     async def fetch_once(self, session: aiohttp.ClientSession) -> UpdateResult:
         counters = self.holder.counters
+        if self.follow_roots:  # newer roots first: the list's keyring may need the newest
+            await refresh_roots(
+                session, self.base_url, self.holder.state, self.root_path,
+                timeout=self.timeout, counters=counters,
+            )  # fmt: skip
         headers = {"Authorization": f"Bearer {self._token}"}
         etag = self.holder.saved_etag()
         if etag:
             headers["If-None-Match"] = etag
+        have = None if self._full_only else self.holder.delta_base
+        self._full_only = False
+        params = {"have": str(have)} if have is not None else {}
         try:
-            async with session.get(self.url, headers=headers, timeout=self.timeout) as resp:
+            async with session.get(
+                self.url, headers=headers, params=params, timeout=self.timeout
+            ) as resp:
                 if resp.status == 304:
                     counters["update.not_modified"] += 1
                     return UpdateResult("not_modified", version=self.holder.version)
@@ -200,6 +270,7 @@ class Updater:
                             f"download passed {self.max_bytes} bytes; stopped reading (endless data)"
                         )
                 new_etag = resp.headers.get("ETag")
+                is_delta = resp.content_type == DELTA_MEDIA_TYPE
         except TooLarge as e:
             counters["update.rejected.TooLarge"] += 1
             return UpdateResult("rejected", _describe(e), self.holder.version)
@@ -211,6 +282,9 @@ class Updater:
                 reason += f"no complete answer within {self.timeout.total} seconds"
             return UpdateResult("failed", reason, self.holder.version)
         data = bytes(body)
+        del body
+        if is_delta:
+            return await self._accept_delta(session, data, asked=have is not None)
         if self.holder.holds(data):
             # The list in force, downloaded again (no ETag was known for it): nothing to do
             # but remember its ETag. Verifying it again would report a bogus Rollback.
@@ -231,26 +305,69 @@ class Updater:
         counters["update.updated"] += 1
         return UpdateResult("updated", version=verified.header.version)
 
+    async def _accept_delta(
+        self, session: aiohttp.ClientSession, data: bytes, *, asked: bool
+    ) -> UpdateResult:
+        """Apply a delta answer; when it fails for any reason, ask once for the full list."""
+        counters = self.holder.counters
+        try:
+            if not asked:  # a server that answers a delta to a full request: never loop
+                raise WrongBase("a delta came without ?have= (a delta was not asked for)")
+            verified = self.holder.accept_delta(data)
+        except BlocklistError as e:
+            counters[f"update.delta_failed.{type(e).__name__}"] += 1
+            if not asked:
+                return UpdateResult("rejected", _describe(e), self.holder.version)
+            log.warning("delta refused, asking for the full list: %s", _describe(e))
+            self._full_only = True
+            return await self.fetch_once(session)
+        except OSError as e:
+            counters["update.store_failed"] += 1
+            return UpdateResult(
+                "failed", f"could not save the list: {_describe(e)}", self.holder.version
+            )
+        counters["update.delta_applied"] += 1
+        counters["update.updated"] += 1
+        return UpdateResult("updated", version=verified.header.version)
+
     async def run(self, interval_seconds: float, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; log every outcome; keep the last good list."""
-        async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                result = await self.fetch_once(session)
-                if self.on_result is not None:
-                    self.on_result(result.status)
-                level = (
-                    logging.INFO
-                    if result.status in ("updated", "not_modified")
-                    else logging.WARNING
+        await poll_until(self, "list", interval_seconds, stop)
+
+
+class _Poller(Protocol):
+    holder: ListHolder
+    on_result: Callable[[str], None] | None
+
+    async def fetch_once(self, session: aiohttp.ClientSession) -> UpdateResult: ...
+
+
+async def poll_until(
+    poller: _Poller, what: str, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """``run`` of ``Updater`` and ``PointerUpdater``: poll until ``stop`` is set, log every
+    outcome, raise the stale alarm while the list in force is stale (it is still enforced)."""
+    holder = poller.holder
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            result = await poller.fetch_once(session)
+            if poller.on_result is not None:
+                poller.on_result(result.status)
+            level = (
+                logging.INFO if result.status in ("updated", "not_modified") else logging.WARNING
+            )
+            log.log(
+                level,
+                "%s update %s %s (holding version %d)",
+                what,
+                result.status,
+                result.reason,
+                holder.version,
+            )
+            if holder.state.is_stale():
+                log.warning(
+                    "STALE: the list in force has expired or passed the stale ceiling; "
+                    "still enforcing it"
                 )
-                log.log(
-                    level,
-                    "list update %s %s (holding version %d)",
-                    result.status,
-                    result.reason,
-                    self.holder.version,
-                )
-                if self.holder.state.is_stale():
-                    log.warning("STALE: the list in force has expired; still enforcing it")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
