@@ -22,7 +22,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Row, Select, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Row,
+    Select,
+    Text,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from . import publish
@@ -600,29 +615,47 @@ class Fleet:
         )
 
     def record_polls(self, polls: Iterable[Poll]) -> None:
-        """Last seen (and what was said) for many polls in one transaction; a poll never moves
-        last seen backwards."""
-        polls = sorted(polls, key=lambda p: (p.appliance_id, p.when))
-        if not polls:
+        """Last seen (and what was said) for many polls in one statement; a poll never moves
+        last seen backwards. What a poll did not say (None) stays as it was; an empty error
+        clears the last error (the sensor's last update went well)."""
+        rows = [
+            {
+                "aid": p.appliance_id,
+                "seen": _ts(p.when),
+                "version": p.version_held,
+                "health": clean_text(p.health),
+                "error": clean_text(p.last_error),
+            }
+            for p in sorted(polls, key=lambda p: (p.appliance_id, p.when))
+        ]
+        if not rows:
             return
+        c = appliances.c
+        seen = bindparam("seen", type_=BigInteger)
+        error = bindparam("error", type_=Text)
+        stmt = (
+            update(appliances)
+            .where(c.id == bindparam("aid"), or_(c.last_seen.is_(None), c.last_seen <= seen))
+            .values(
+                last_seen=seen,
+                version_held=func.coalesce(bindparam("version", type_=BigInteger), c.version_held),
+                health=func.coalesce(bindparam("health", type_=Text), c.health),
+                last_error=case(
+                    (error.is_(None), c.last_error), (error == "", null()), else_=error
+                ),
+            )
+        )
+        # one executemany: a flush of 10,000 polls is one statement, not 10,000
         with self._write() as conn:
-            for p in polls:
-                values: dict[str, Any] = {"last_seen": _ts(p.when)}
-                if p.version_held is not None:
-                    values["version_held"] = p.version_held
-                if p.health is not None:
-                    values["health"] = clean_text(p.health)
-                if p.last_error is not None:
-                    values["last_error"] = clean_text(p.last_error)
-                c = appliances.c
-                conn.execute(
-                    update(appliances)
-                    .where(
-                        c.id == p.appliance_id,
-                        (c.last_seen.is_(None)) | (c.last_seen <= values["last_seen"]),
-                    )
-                    .values(**values)
-                )
+            conn.execute(stmt, rows)
+
+    def active_by_token(self) -> dict[str, ApplianceRecord]:
+        """Every appliance that may authenticate, by its token's SHA-256: what ``serve``
+        keeps in memory so that a poll costs no query."""
+        q = self._appliance_query().add_columns(appliances.c.token_sha256)
+        q = q.where(appliances.c.revoked_at.is_(None))
+        with self._read() as conn:
+            return {str(r.token_sha256): self._appliance(r) for r in conn.execute(q)}
 
     def status(
         self,

@@ -122,6 +122,11 @@ class ListServer:
         self.auth_cache_seconds = auth_cache_seconds
         # token SHA-256 -> (appliance or None, monotonic expiry): a poll costs no query
         self._auth_cache: dict[str, tuple[ApplianceRecord | None, float]] = {}
+        # every active appliance by token SHA-256, reloaded (one query) once it is older than
+        # auth_cache_seconds: with thousands of appliances, lookups one by one cost more
+        # than the poll they authenticate
+        self._snapshot: dict[str, ApplianceRecord] = {}
+        self._snapshot_until = 0.0
         self._polls: dict[int, Poll] = {}
         self._poll_task: asyncio.Task[None] | None = None
         self.admin = (
@@ -130,7 +135,7 @@ class ListServer:
                 lists_dir,
                 admin_token_sha256,
                 is_appliance_token=lambda t: fleet.authenticate(t) is not None,
-                changed=self._auth_cache.clear,
+                changed=self._forget_auth,
                 stale_after=stale_after,
             )
             if fleet is not None and admin_token_sha256 is not None
@@ -219,12 +224,27 @@ class ListServer:
             self._note_poll(request, appliance)
         return appliance
 
+    def _forget_auth(self) -> None:
+        """After an admin write: the next request reloads who may authenticate."""
+        self._auth_cache.clear()
+        self._snapshot_until = 0.0
+
     def _fleet_appliance(self, token: str) -> ApplianceRecord | None:
-        """Fleet lookup, cached for ``auth_cache_seconds`` (admin writes clear the cache; a
-        revocation by the CLI in another process takes effect within that time)."""
+        """Fleet lookup from a snapshot of the active appliances no older than
+        ``auth_cache_seconds`` (admin writes drop it; a revocation by the CLI in another
+        process takes effect within that time). A token not in the snapshot (an appliance
+        registered since, or no appliance at all) is looked up alone, and that answer is
+        cached as long."""
         assert self.fleet is not None
         key = hash_token(token) if token.isascii() else ""
         now = time.monotonic()
+        if now >= self._snapshot_until:
+            self._snapshot = self.fleet.active_by_token()
+            self._snapshot_until = now + self.auth_cache_seconds
+            self._auth_cache.clear()
+        known = self._snapshot.get(key)
+        if known is not None:
+            return known
         hit = self._auth_cache.get(key)
         if hit is not None and hit[1] > now:
             return hit[0]

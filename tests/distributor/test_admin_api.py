@@ -252,10 +252,22 @@ async def test_revoked_token_is_refused_even_when_cached(
     async with http.get(url, headers=bearer(live.acme)) as r:
         assert r.status == 200  # now in the server's lookup cache
     live.fleet.revoke_appliance("acme", "gw-1")  # behind the server's back (the CLI does this)
-    live.server.auth_cache_seconds = 0
-    live.server._auth_cache.clear()
+    async with http.get(url, headers=bearer(live.acme)) as r:
+        assert r.status == 200  # within auth_cache_seconds the snapshot still knows it
+    live.server._snapshot_until = 0.0  # what auth_cache_seconds running out does
     async with http.get(url, headers=bearer(live.acme)) as r:
         assert r.status == 401 and await r.text() == "invalid token\n"
+
+
+async def test_an_appliance_registered_since_the_snapshot_is_found_at_once(
+    live: Live, http: aiohttp.ClientSession
+) -> None:
+    url = live.base + "/v1/lists/acme/linux-sensor"
+    async with http.get(url, headers=bearer(live.acme)) as r:
+        assert r.status == 200  # the snapshot of active appliances is loaded
+    _, token = live.fleet.register_appliance("acme", "gw-2", "linux-sensor")  # by the CLI
+    async with http.get(url, headers=bearer(token)) as r:
+        assert r.status == 200
 
 
 async def test_lists_endpoint(live: Live, http: aiohttp.ClientSession) -> None:
