@@ -42,6 +42,7 @@ CHUNK_BYTES = 64 * 1024
 #: result, and so the log line, short.
 MAX_REASON_CHARS = 300
 MAX_ETAG_CHARS = 256
+MAX_STATUS_HEADER_CHARS = 200  # X-Stockade-Error: why the last update failed
 
 
 def _describe(e: BaseException) -> str:
@@ -227,18 +228,45 @@ class Updater:
         self.max_bytes = holder.state.policy.max_bundle_bytes
         #: called with each result's status (the metrics endpoint counts them)
         self.on_result: Callable[[str], None] | None = None
+        #: why the last update failed (sent with the next poll), None after a good one
+        self.last_error: str | None = None
 
     def __repr__(self) -> str:  # the token never appears in logs
         return f"Updater(url={self.url!r})"
 
+    def _status_headers(self) -> dict[str, str]:
+        """What the fleet records of this appliance on each poll: the version held, its
+        health (``ok``, ``stale`` or ``no-list``) and why the last update failed, if it did."""
+        state = self.holder.state
+        health = "no-list" if state.current is None else "stale" if state.is_stale() else "ok"
+        out = {"X-Stockade-Health": health}
+        if self.holder.version:
+            out["X-Stockade-Version"] = str(self.holder.version)
+        # always said: empty after a good update, which clears the fleet's last error
+        out["X-Stockade-Error"] = self.last_error or ""
+        return out
+
+    def _remember(self, result: UpdateResult) -> UpdateResult:
+        """Keep a failed or refused result's reason for the next poll's status headers
+        (printable ASCII, one line, bounded: it travels in a header)."""
+        if result.status in ("rejected", "failed"):
+            text = "".join(c if " " <= c <= "~" else "?" for c in result.reason)
+            self.last_error = text[:MAX_STATUS_HEADER_CHARS] or result.status
+        else:
+            self.last_error = None
+        return result
+
     async def fetch_once(self, session: aiohttp.ClientSession) -> UpdateResult:
+        return self._remember(await self._fetch(session))
+
+    async def _fetch(self, session: aiohttp.ClientSession) -> UpdateResult:
         counters = self.holder.counters
         if self.follow_roots:  # newer roots first: the list's keyring may need the newest
             await refresh_roots(
                 session, self.base_url, self.holder.state, self.root_path,
                 timeout=self.timeout, counters=counters,
             )  # fmt: skip
-        headers = {"Authorization": f"Bearer {self._token}"}
+        headers = {"Authorization": f"Bearer {self._token}", **self._status_headers()}
         etag = self.holder.saved_etag()
         if etag:
             headers["If-None-Match"] = etag
