@@ -35,18 +35,14 @@ from .errors import (
     MalformedArtifact,
     MissingSignature,
     Rollback,
-    RootExpired,
     TooLarge,
-    UnknownKey,
     UnsupportedFormat,
     WrongProfile,
     WrongTenant,
 )
 from .signing import (
-    PAYLOAD_KEYRING,
     PAYLOAD_POINTER,
     Envelope,
-    Keyring,
     PrivateKey,
     _unpack,
 )
@@ -292,36 +288,7 @@ def verify_pointer(state: TrustedListState, data: bytes) -> Pointer:
     if len(data) > MAX_POINTER_BYTES:
         raise TooLarge(f"pointer is {len(data)} bytes, the limit is {MAX_POINTER_BYTES}")
     pf = PointerFile.from_bytes(data)
-    kr_payload, _ = pf.keyring.verified_payload(
-        PAYLOAD_KEYRING, state.root, threshold=state.root_threshold, what="pointer keyring"
-    )
-    if state.root_expired():
-        raise RootExpired(
-            f"root version {state.root_version} has expired: no pointer is accepted until a "
-            "newer root is fetched"
-        )
-    keyring = Keyring.from_bytes(kr_payload)
-    held = state.keyring
-    if held is not None:
-        if keyring.version < held.version:
-            raise Rollback(
-                f"pointer keyring version {keyring.version} is older than the held {held.version}"
-            )
-        if keyring.version == held.version and keyring.to_bytes() != held.to_bytes():
-            raise Rollback(
-                f"pointer keyring version {keyring.version} differs from the held keyring "
-                "of the same version"
-            )
-    if keyring.expires <= now:
-        raise Expired(f"pointer keyring version {keyring.version} expired at {keyring.expires}")
-    if pol.tenant is not None:
-        trusted = keyring.trusted_for(pol.tenant)
-    else:
-        trusted = {k.keyid: k.key for k in keyring.keys if k.keyid not in keyring.revoked}
-    if not trusted:
-        raise UnknownKey(
-            f"keyring version {keyring.version} lists no key allowed to sign for {pol.tenant!r}"
-        )
+    keyring, trusted = state.keyring_signers(pf.keyring)  # the rules of a bundle's keyring
     payload, signed_by = pf.pointer.verified_payload(
         PAYLOAD_POINTER,
         trusted,

@@ -60,6 +60,7 @@ from .signing import (
     PAYLOAD_LIST,
     PAYLOAD_LIST_DIGEST,
     Bundle,
+    Envelope,
     Keyring,
     ListDigest,
     PublicKey,
@@ -262,25 +263,21 @@ class TrustedListState:
         self.current = verified
         return verified
 
-    def _verify(
-        self, data: bytes, *, allow_expired: bool = False, any_known_root: bool = False
-    ) -> Verified:
+    def keyring_signers(
+        self, envelope: Envelope, *, allow_expired: bool = False, any_known_root: bool = False
+    ) -> tuple[Keyring, dict[str, PublicKey]]:
+        """Rules 3 to 6 for a keyring envelope (a bundle's, a delta bundle's or a pointer's):
+        the keyring, and the keys that may sign for the policy's tenant (any tenant's when
+        the policy names none)."""
         pol = self.policy
         now = self.clock()
-        # 1. size before any parsing
-        if len(data) > pol.max_bundle_bytes:
-            raise TooLarge(
-                f"list is {len(data)} bytes, this sensor's limit is {pol.max_bundle_bytes}"
-            )
-        # 2. shape
-        bundle = Bundle.from_bytes(data)
         # 3. keyring signed by the newest root. Restoring the sensor's own saved list (and
         # only then) accepts an older root it walked past: that list was accepted under it.
         anchors = self._anchors[::-1] if any_known_root else self._anchors[-1:]
         first_error: ListRejected | None = None
         for anchor in anchors:
             try:
-                kr_payload, _ = bundle.keyring.verified_payload(
+                kr_payload, _ = envelope.verified_payload(
                     PAYLOAD_KEYRING, anchor.keys, threshold=anchor.threshold, what="keyring"
                 )
                 break
@@ -328,6 +325,24 @@ class TrustedListState:
             raise UnknownKey(
                 f"keyring version {keyring.version} lists no key allowed to sign for {tenant_hint!r}"
             )
+        return keyring, trusted
+
+    def _verify(
+        self, data: bytes, *, allow_expired: bool = False, any_known_root: bool = False
+    ) -> Verified:
+        pol = self.policy
+        now = self.clock()
+        # 1. size before any parsing
+        if len(data) > pol.max_bundle_bytes:
+            raise TooLarge(
+                f"list is {len(data)} bytes, this sensor's limit is {pol.max_bundle_bytes}"
+            )
+        # 2. shape
+        bundle = Bundle.from_bytes(data)
+        keyring, trusted = self.keyring_signers(
+            bundle.keyring, allow_expired=allow_expired, any_known_root=any_known_root
+        )
+        tenant_hint = pol.tenant
         payload: bytes | memoryview
         if bundle.detached is None:  # bundle 1: the list itself is signed
             payload, signed_by = bundle.blocklist.verified_payload(
