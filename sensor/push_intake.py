@@ -112,6 +112,7 @@ class PushIntake:
             body += chunk
             if len(body) > self.max_bytes:
                 # stop reading: endless data; the connection is closed with the answer
+                request.protocol.force_close()
                 return self._result(
                     "too_large", 413, f"body passed {self.max_bytes} bytes; stopped reading"
                 )

@@ -35,6 +35,29 @@ async def _cli(*args: str) -> tuple[int, str]:
     return proc.returncode or 0, out.decode()
 
 
+def build_now(tmp_path: Path, store: str, *extra: str) -> list[str]:
+    """``build --now`` of acme's linux-sensor list from the feeds in ``tmp_path``."""
+    return [
+        "build",
+        "--now",
+        "--config",
+        str(tmp_path / "feeds.toml"),
+        "--store",
+        store,
+        "--state",
+        str(tmp_path / "state"),
+        "--keys",
+        str(tmp_path / "keys"),
+        "--tenant",
+        "acme",
+        "--profile",
+        "linux-sensor",
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+    ]
+
+
 async def test_build_now_with_a_fleet_pushes_to_its_appliances_and_records_failures(
     tmp_path: Path,
 ) -> None:
@@ -65,28 +88,9 @@ async def test_build_now_with_a_fleet_pushes_to_its_appliances_and_records_failu
             fleet.register_appliance("acme", "fw-1", "linux-sensor", push_url=url)
             # fw-2's intake expects another secret (its own): the push is refused with 401
             fleet.register_appliance("acme", "fw-2", "linux-sensor", push_url=url)
-        args = [
-            "build",
-            "--now",
-            "--config",
-            str(tmp_path / "feeds.toml"),
-            "--store",
-            store,
-            "--state",
-            str(tmp_path / "state"),
-            "--keys",
-            str(tmp_path / "keys"),
-            "--tenant",
-            "acme",
-            "--profile",
-            "linux-sensor",
-            "--out",
-            str(tmp_path / "out"),
-            "--fleet",
-            store,
-            "--push-key",
-            str(tmp_path / "push.key"),
-        ]
+        args = build_now(
+            tmp_path, store, "--fleet", store, "--push-key", str(tmp_path / "push.key")
+        )
         code, out = await _cli(*args)
         assert "list acme/linux-sensor: built, published version 1" in out, out
         assert "push v1 to fw-1" in out and "delivered" in out, out
@@ -142,24 +146,7 @@ async def test_scheduled_builds_apply_the_tenants_allow_and_deny_and_rebuild_whe
     with Fleet.open(store) as fleet:
         fleet.add_tenant("acme", allow=["evil-two.example"], deny=["tenant-own.example"])
         fleet.register_appliance("acme", "fw-1", "linux-sensor")
-    args = [
-        "build",
-        "--now",
-        "--config",
-        str(tmp_path / "feeds.toml"),
-        "--store",
-        store,
-        "--state",
-        str(tmp_path / "state"),
-        "--keys",
-        str(tmp_path / "keys"),
-        "--tenant",
-        "acme",
-        "--profile",
-        "linux-sensor",
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    args = build_now(tmp_path, store)
     code, out = await _cli(*args)
     assert code == 0, out
     assert "published version 1" in out, out
