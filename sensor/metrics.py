@@ -196,7 +196,11 @@ class Metrics:
                     None if info.created is None else max(0.0, now - info.created),
                     "Seconds since the list in force was built.",
                 ),
-                ("list_stale", 1 if info.stale else 0, "1 when the list in force has expired."),
+                (
+                    "list_stale",
+                    1 if info.stale else 0,
+                    "1 when the list in force is stale (expired, or older than stale_after_hours).",
+                ),
             )
             for name, reading, text in gauges:
                 if reading is not None:
