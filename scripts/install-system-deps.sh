@@ -8,9 +8,15 @@
 #   nftables    - `nft`: the sensor's nftables enforcement backend, tested in namespaces
 #   nginx       - a static web server: the tests serve a publish directory with it to a sensor
 #                 in static mode (pointer + content-addressed objects, ETag/304)
+#   bind9, bind9-utils - BIND: `named-checkzone` checks RPZ exports; a throwaway named
+#                 on loopback resolves through one
+#   unbound     - `unbound-checkconf` checks local-zone exports; a throwaway unbound serves them
+#   dnsmasq     - `dnsmasq --test` checks dnsmasq exports; install-into reloads a real one
+#   ipset       - `ipset restore` of ipset exports, inside network namespaces the tests create
+#   dnsutils    - `dig`, to ask the throwaway resolvers in tests
 set -euo pipefail
 
-PACKAGES=(libpcap0.8 iproute2 tshark postgresql nftables nginx)
+PACKAGES=(libpcap0.8 iproute2 tshark postgresql nftables nginx bind9 bind9-utils unbound dnsmasq ipset dnsutils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
