@@ -79,6 +79,22 @@ class Export:
         raise KeyError(f"export {self.format!r} has no file {name!r}")
 
 
+def merge_options(
+    fmt: str, given: Mapping[str, str] | None, defaults: Mapping[str, str]
+) -> dict[str, str]:
+    """``defaults`` overlaid with ``given``; an unknown option name, or a value that is not a
+    string, raises ``ValueError`` naming the format and the options it knows."""
+    merged = dict(defaults)
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise ValueError(f"export {fmt!r}: unknown option {key!r} (known: {known})")
+        if not isinstance(value, str):
+            raise ValueError(f"export {fmt!r}: option {key!r} must be a string")
+        merged[key] = value
+    return merged
+
+
 class Exporter(Protocol):
     """One native format. ``options``: format-specific settings (an RPZ origin, an nftables
     table name ...), each with a safe default; unknown options raise ``ValueError``."""
