@@ -4,7 +4,8 @@ A profile is a TOML file in ``firmware-profiles/``. The condenser trusts these n
 decide what to drop, so the loader is strict: unknown keys, impossible values (a negative
 limit, a per-type capacity above the total, a capacity for a type the device does not take)
 and any limit without a ``[sources]`` citation are refused. A citation names the vendor
-document (title and version) or, for our own sensor, the Stockade design decision.
+document (title and version) or, where no vendor publishes a number, the Stockade design
+decision that sets it (and ``notes`` says what could not be verified).
 
 ```toml
 name = "paloalto-edl"              # = the file's stem
@@ -13,7 +14,8 @@ model = "..."
 description = "..."
 runs_sensor = false
 delivery = "pull"                  # pull | push | agent (agent <=> runs_sensor)
-export_format = "paloalto-edl"     # stockade | paloalto-edl | fortigate-threat-feed
+export_format = "paloalto-edl"     # "stockade" (signed list, agents only) or a name of
+                                   # blocklist.exports.FORMATS (rpz, unbound, ipset ...)
 supported_types = ["domain", "host", "url", "ip", "cidr"]
 max_entries = 150000               # all types together
 max_bytes = 10000000               # size limit of one exported file
@@ -26,15 +28,24 @@ url = 50000
 types = ["ip", "cidr"]
 max_entries = 50000
 
+[export]                           # optional: string options of the format's exporter,
+key = "value"                      # e.g. origin for rpz, set_prefix for ipset
+
 [sources]                          # one citation per number above
 max_entries = "..."
 capacity.url = "..."
 pools.ip-list = "..."
 ```
+
+The loader refuses what no device could hold: ``delivery = "agent"`` without the sensor (and
+the reverse), the signed ``stockade`` format on a box that cannot verify it, a supported type
+the export format cannot express (``ipset`` with domains), a per-type capacity above the pool
+or the total it counts against, and ``[export]`` options the exporter does not know.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tomllib
 from collections.abc import Mapping
@@ -42,6 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from blocklist.artifact import EntryType
+from blocklist.exports import FORMATS, ExportLimits, exporter
 
 from .errors import ProfileError
 from .feeds.base import type_name
@@ -51,8 +65,56 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PROFILE_DIR = REPO_DIR / "firmware-profiles"
 
 DELIVERIES = ("pull", "push", "agent")
-EXPORT_FORMATS = ("stockade", "paloalto-edl", "fortigate-threat-feed")
+#: the signed list agents verify, then every native export of the registry
+STOCKADE_FORMAT = "stockade"
+EXPORT_FORMATS: tuple[str, ...] = (STOCKADE_FORMAT, *FORMATS)
 PROFILE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+EXPORT_OPTION_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+MAX_EXPORT_OPTION_CHARS = 1024
+
+_ALL = frozenset(IndicatorType)
+_NAMES = frozenset({IndicatorType.DOMAIN, IndicatorType.HOST})
+_ADDRESSES = frozenset({IndicatorType.IP, IndicatorType.CIDR})
+
+#: What each format can express, used while its exporter module does not exist yet; once it
+#: does, ``format_types`` asks the exporter itself (its ``types``), and a test checks the two
+#: agree (the table was aligned with the exporters as they were written).
+STATIC_FORMAT_TYPES: dict[str, frozenset[IndicatorType]] = {
+    STOCKADE_FORMAT: _ALL,
+    "rpz": _NAMES | _ADDRESSES,  # QNAME triggers and rpz-ip response-IP triggers
+    "unbound": _NAMES,
+    "dnsmasq": _NAMES,
+    "hosts": _NAMES,  # a DOMAIN is written as its own name only (see blocklist.exports.hosts)
+    "nftables": _ADDRESSES,
+    "ipset": _ADDRESSES,
+    "pf-table": _ADDRESSES,
+    "paloalto-edl": _ALL,
+    "fortigate-threat-feed": _ALL,
+    "sonicwall": _NAMES | _ADDRESSES,
+    "sophos": frozenset({*_NAMES, IndicatorType.URL, IndicatorType.IP}),
+    "mikrotik": _NAMES | _ADDRESSES,
+    "checkpoint-csv": _ALL,
+    "defender-csv": frozenset({*_NAMES, IndicatorType.URL, IndicatorType.IP}),
+    # exact-match sets: a DOMAIN goes in as its own name only (see the exporters)
+    "suricata-dataset": frozenset({*_NAMES, IndicatorType.IP}),
+    "zeek-intel": _ALL,
+}
+
+
+def _exporter_module_exists(name: str) -> bool:
+    module = FORMATS.get(name)
+    return module is not None and importlib.util.find_spec(module) is not None
+
+
+def format_types(name: str) -> frozenset[IndicatorType]:
+    """The indicator types export format ``name`` can express.
+
+    The exporter's own ``types`` once its module exists, else ``STATIC_FORMAT_TYPES``.
+    """
+    if name != STOCKADE_FORMAT and _exporter_module_exists(name):
+        return frozenset(IndicatorType[t.name] for t in exporter(name).types)
+    return STATIC_FORMAT_TYPES[name]
+
 
 _REQUIRED = (
     "name",
@@ -67,7 +129,7 @@ _REQUIRED = (
     "max_bytes",
     "sources",
 )
-_OPTIONAL = ("capacity", "pools", "notes", "coarsen")
+_OPTIONAL = ("capacity", "pools", "notes", "coarsen", "export")
 _KEYS = frozenset(_REQUIRED + _OPTIONAL)
 _POOL_KEYS = frozenset({"types", "max_entries"})
 _COARSEN_KEYS = frozenset({"min_listed", "max_extra_addresses"})
@@ -116,6 +178,10 @@ class FirmwareProfile:
     path: str = "<memory>"
     #: None: never widen (no false-positive budget), the default.
     coarsen: CoarsenPolicy | None = None
+    #: the ``[export]`` table: options passed to the exporter (an RPZ origin ...)
+    export_options: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     def supports(self, kind: IndicatorType | str) -> bool:
         return kind in self.supported_types
@@ -140,6 +206,42 @@ class FirmwareProfile:
             if kind in pool.types:
                 return pool
         return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the profile says, as plain JSON-able values (``profiles --json``)."""
+        return {
+            "name": self.name,
+            "vendor": self.vendor,
+            "model": self.model,
+            "description": self.description,
+            "runs_sensor": self.runs_sensor,
+            "delivery": self.delivery,
+            "export_format": self.export_format,
+            "supported_types": [str(kind) for kind in self.supported_types],
+            "max_entries": self.max_entries,
+            "max_bytes": self.max_bytes,
+            "capacity": dict(self.capacity),
+            "pools": [
+                {"name": p.name, "types": sorted(map(str, p.types)), "max_entries": p.max_entries}
+                for p in self.pools
+            ],
+            "export_options": dict(self.export_options),
+            "sources": dict(self.sources),
+            "notes": self.notes,
+            "path": self.path,
+        }
+
+    def export_limits(self) -> ExportLimits:
+        """The limits an exporter keeps for this device (``max_bytes`` is per file)."""
+        return ExportLimits(
+            max_entries=self.max_entries,
+            max_bytes=self.max_bytes,
+            per_type={EntryType[kind.upper()]: n for kind, n in self.capacity.items()},
+            pools=tuple(
+                (frozenset(kind.entry_type for kind in pool.types), pool.max_entries)
+                for pool in self.pools
+            ),
+        )
 
 
 def profile_names(directory: str | Path = DEFAULT_PROFILE_DIR) -> list[str]:
@@ -251,13 +353,37 @@ class _ProfileLoader:
                 f"unknown export format {export_format!r} (known: {', '.join(EXPORT_FORMATS)})",
                 "export_format",
             )
+        if export_format == STOCKADE_FORMAT and not runs_sensor:
+            raise self.err(
+                "the signed 'stockade' list is verified by the sensor: a device that does not "
+                "run it needs a native export format",
+                "export_format",
+            )
         supported = self._types(data["supported_types"], "supported_types")
         if not supported:
             raise self.err("must list at least one type", "supported_types")
+        expressible = format_types(export_format)
+        for kind in supported:
+            if kind not in expressible:
+                can = ", ".join(t.value for t in IndicatorType if t in expressible)
+                raise self.err(
+                    f"export format {export_format!r} cannot express type {kind.value!r} "
+                    f"(it takes: {can})",
+                    "supported_types",
+                )
         max_entries = self._limit(data["max_entries"], "max_entries")
         max_bytes = self._limit(data["max_bytes"], "max_bytes")
         capacity = self._capacity(data.get("capacity", {}), supported, max_entries)
         pools = self._pools(data.get("pools", {}), supported, max_entries)
+        for pool in pools:
+            for kind in sorted(pool.types):
+                cap = capacity.get(kind.value)
+                if cap is not None and cap > pool.max_entries:
+                    raise self.err(
+                        f"{cap} is more than pool {pool.name!r} holds ({pool.max_entries})",
+                        f"capacity.{kind.value}",
+                    )
+        export_options = self._export(data.get("export", {}), export_format)
 
         cited = ["max_entries", "max_bytes"]
         cited += [f"capacity.{kind}" for kind in capacity]
@@ -280,7 +406,34 @@ class _ProfileLoader:
             notes=data.get("notes", ""),
             path=self.origin,
             coarsen=self._coarsen(data["coarsen"]) if "coarsen" in data else None,
+            export_options=MappingProxyType(export_options),
         )
+
+    def _export(self, raw: object, export_format: str) -> dict[str, str]:
+        if not isinstance(raw, dict):
+            raise self.err(f"expected a table of options, got {type_name(raw)}", "export")
+        out: dict[str, str] = {}
+        for key, value in raw.items():
+            where = f"export.{key}"
+            if not EXPORT_OPTION_RE.fullmatch(key):
+                raise self.err("invalid option name: use [a-z0-9_-], starting with a letter", where)
+            if not isinstance(value, str):
+                raise self.err(f"expected a string, got {type_name(value)}", where)
+            if not value.strip() or len(value) > MAX_EXPORT_OPTION_CHARS:
+                raise self.err(
+                    f"expected a non-empty string of at most {MAX_EXPORT_OPTION_CHARS} characters",
+                    where,
+                )
+            out[key] = value
+        if out and export_format == STOCKADE_FORMAT:
+            raise self.err("the signed 'stockade' list takes no export options", "export")
+        if out and _exporter_module_exists(export_format):
+            # the exporter is the authority on its options: an empty render refuses unknown ones
+            try:
+                exporter(export_format).render([], ExportLimits(), out)
+            except ValueError as e:
+                raise self.err(f"rejected by the {export_format!r} exporter: {e}", "export") from e
+        return out
 
     def _coarsen(self, raw: object) -> CoarsenPolicy:
         if not isinstance(raw, dict):
