@@ -53,7 +53,7 @@ from .ingest import FeedOutcome, feed_reports, ingest_feeds, store_indicators
 from .keys import OnlineKeys
 from .keys_cli import add_keygen_options, keygen_mode
 from .keys_cli import register as register_keys
-from .profiles import FirmwareProfile, list_profiles, load_profile
+from .profiles import DEFAULT_PROFILE_DIR, FirmwareProfile, list_profiles, load_profile
 from .server import ListServer, start
 from .store import Store
 from .tokens import TokenStore
@@ -365,7 +365,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if telemetry is None and fleet is not None:
         telemetry = fleet.store
     tokens = Path(args.tokens) if args.tokens else None
-    server = ListServer(Path(args.lists), tokens, telemetry_store=telemetry, **fleet_options)
+    server = ListServer(
+        Path(args.lists),
+        tokens,
+        telemetry_store=telemetry,
+        profiles_dir=Path(args.profiles_dir) if args.profiles_dir else DEFAULT_PROFILE_DIR,
+        **fleet_options,
+    )
 
     async def main() -> None:
         runner = await start(server, args.host, args.port)
@@ -417,18 +423,23 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     profiles = list_profiles(Path(args.dir)) if args.dir else list_profiles()
     if not profiles:
         raise DistributorError(f"no firmware profiles (*.toml) in {args.dir}")
+    if args.json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        return EXIT_OK
     rows = [
         (
             p.name,
             p.vendor,
             p.delivery,
+            p.export_format,
             ",".join(p.supported_types),
             f"{p.max_entries:,}",
             f"{p.max_bytes:,}",
+            p.model,  # last: the longest column
         )
         for p in profiles
     ]
-    head = ("NAME", "VENDOR", "DELIVERY", "TYPES", "MAX ENTRIES", "MAX BYTES")
+    head = ("NAME", "VENDOR", "DELIVERY", "FORMAT", "TYPES", "MAX ENTRIES", "MAX BYTES", "MODEL")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -494,6 +505,11 @@ def parser() -> argparse.ArgumentParser:
         help="store URL (or SQLite path) for sensor telemetry (POST /v1/telemetry); "
         "without it the intake answers 503 (with --fleet: the fleet's store)",
     )
+    s.add_argument(
+        "--profiles-dir",
+        help="firmware profiles the exports (GET /v1/export/...) are rendered with "
+        "(default: the shipped firmware-profiles/)",
+    )
     add_serve_options(s)
     s.set_defaults(func=cmd_serve)
     register_fleet_commands(sub)
@@ -509,6 +525,7 @@ def parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profiles", help="list firmware profiles")
     pr.add_argument("--dir", help="profile directory (default: the shipped firmware-profiles/)")
+    pr.add_argument("--json", action="store_true", help="every field and citation, as JSON")
     pr.set_defaults(func=cmd_profiles)
     return p
 

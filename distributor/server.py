@@ -7,6 +7,9 @@
     no version (not a number, 0, too large) is counted and ignored.
     401 without a valid token. A valid token asking for a list it may not fetch gets the
     same 404 as a list that does not exist, so a token never learns which tenants exist.
+``GET /v1/export/{tenant}/{profile}[?file=NAME]``
+    The same list in the firmware profile's native format (an EDL, an RPZ zone ...), with
+    the same authentication and 404s, ETag/304 per file; ``distributor.exportserve``.
 ``POST /v1/telemetry``
     A sensor's ``blocklist.telemetry`` batch (``Content-Type:
     application/vnd.stockade.telemetry+msgpack``), stored for the tenant and appliance of the
@@ -60,7 +63,9 @@ from blocklist.telemetry import (
 from . import deltas, publish
 from .admin import AdminApi
 from .errors import ConfigError
+from .exportserve import ExportService
 from .fleet import DEFAULT_STALE_AFTER, ApplianceRecord, Fleet, Poll, clean_text
+from .profiles import DEFAULT_PROFILE_DIR
 from .store import Store, StoreError
 from .tokens import Appliance, TokenStore, hash_token
 
@@ -106,6 +111,7 @@ class ListServer:
         admin_token_sha256: str | None = None,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         auth_cache_seconds: float = AUTH_CACHE_SECONDS,
+        profiles_dir: Path = DEFAULT_PROFILE_DIR,
     ) -> None:
         """Appliances authenticate through ``fleet`` when given (and each list request is
         recorded there), else through the token file ``tokens_path``; one is required. The
@@ -143,6 +149,8 @@ class ListServer:
         )
         self._cache: dict[Path, _Cached] = {}
         self.counters: Counter[str] = Counter()
+        #: native exports (``GET /v1/export/...``), rendered from ``profiles_dir``'s profiles
+        self.exports = ExportService(profiles_dir)
 
     @staticmethod
     def _stamp(path: Path) -> tuple[int, int, int]:
@@ -220,7 +228,7 @@ class ListServer:
             raise web.HTTPUnauthorized(
                 text="invalid token\n", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
-        if counter == "lists" and isinstance(appliance, ApplianceRecord):
+        if counter in ("lists", "exports") and isinstance(appliance, ApplianceRecord):
             self._note_poll(request, appliance)
         return appliance
 
@@ -358,6 +366,23 @@ class ListServer:
             headers={"ETag": cached.etag, "Cache-Control": "no-cache"},
         )
 
+    async def get_export(self, request: web.Request) -> web.StreamResponse:
+        """The list in a profile's native format (``distributor.exportserve``); the same
+        authentication, and the same 404 for a list it may not fetch as for none."""
+        appliance = self._appliance(request, "exports")
+        tenant = request.match_info["tenant"]
+        profile = request.match_info["profile"]
+        path = (
+            publish.current(self.lists_dir, tenant, profile)
+            if appliance.may_fetch(tenant, profile)
+            else None
+        )
+        if path is None:
+            self.counters["exports.404"] += 1
+            raise web.HTTPNotFound(text="no such list\n")
+        cached = self._bundle(path)
+        return await self.exports.respond(request, cached.body, cached.etag, profile, self.counters)
+
     async def post_telemetry(self, request: web.Request) -> web.StreamResponse:
         appliance = self._appliance(request, "telemetry")
         store = self.telemetry_store
@@ -445,6 +470,7 @@ class ListServer:
         app.router.add_get("/v1/health", self.health)
         app.router.add_get("/v1/roots/{n}", self.get_root)
         app.router.add_get("/v1/lists/{tenant}/{profile}", self.get_list)
+        app.router.add_get("/v1/export/{tenant}/{profile}", self.get_export)
         app.router.add_post("/v1/telemetry", self.post_telemetry)
         if self.admin is not None:
             app.router.add_routes(self.admin.routes())

@@ -36,15 +36,19 @@ from .config import (
     parse_listen,
 )
 from .decode import Decoder
+from .doctor import add_doctor_parser
 from .enforce import Enforcer, make_backend
 from .errors import SensorError
 from .events import Event
+from .install import BackgroundInstaller
+from .install import add_parser as add_install_parser
 from .metrics import ListInfo, Metrics, start_metrics_server
 from .pcapfile import Frame, iter_capture
 from .pointer_updater import PointerUpdater
 from .push_intake import PATH as PUSH_PATH
 from .push_intake import PushIntake, load_push_token, start_push_intake
 from .rootchain import load_saved_root, load_trust, root_path_for
+from .sdnotify import Notifier, keep_alive
 from .sinks import SinkSet, build_sinks
 from .telemetry import Telemetry
 from .updater import ListHolder, Updater
@@ -283,6 +287,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     state = load_trust(cfg.trust, policy)
     store = Path(cfg.state_dir) / STATE_LIST if cfg.state_dir else None
     holder = ListHolder(state, store)
+    installer = BackgroundInstaller(cfg.install) if cfg.install is not None else None
+    if installer is not None:  # [install]: each list put in force goes into the resolver too
+        holder.on_swap.append(installer.submit)
     if store is not None:  # the newest root an earlier run fetched, before the saved list
         load_saved_root(state, root_path_for(store), holder.counters)
     holder.load_saved()
@@ -362,6 +369,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             _run_live(cfg, updater, decoder, holder, sink, stats, enforcer, telemetry, push_token)
         )
     finally:
+        if installer is not None:
+            installer.close()
         if enforcer is not None:
             enforcer.close()  # on every way out: SIGTERM, an error, the end of a capture
             log.info("enforce: %s", json.dumps(enforcer.snapshot(), sort_keys=True))
@@ -393,6 +402,8 @@ async def _run_pcap(
         log.warning("STALE: the list in force has expired; still enforcing it")
     if enforcer is not None:
         enforcer.sync(holder.matcher)  # the list the distributor just sent
+    notifier = Notifier()  # Type=notify: a replay is "ready" once its list is in force
+    notifier.ready(f"replaying {pcap}, list version {holder.version}")
     _process(
         iter_capture(pcap, decoder.counters), decoder, holder, sink, stats, enforcer, telemetry
     )
@@ -416,6 +427,8 @@ async def _run_pcap(
         **({k: v for k, v in telemetry.counters.items() if v} if telemetry is not None else {}),
     }
     print("summary: " + json.dumps(summary, sort_keys=True), file=sys.stderr)
+    notifier.stopping()
+    notifier.close()
     return EXIT_OK
 
 
@@ -472,6 +485,10 @@ async def _run_live(
             host, port = parse_listen(cfg.push.listen)
             push_runner = await start_push_intake(PushIntake(holder, push_token), host, port)
             log.info("push intake on http://%s:%d%s", host, port, PUSH_PATH)
+        # systemd (Type=notify): ready once the list is loaded and the capture is open
+        notifier = Notifier()
+        notifier.ready(f"capturing on {cfg.interface}, list version {holder.version}")
+        tasks.append(asyncio.create_task(keep_alive(notifier, stop)))
         frames = cap.frames()
         while not stop.is_set():
             nxt = asyncio.ensure_future(anext(frames))
@@ -486,6 +503,7 @@ async def _run_live(
             except StopAsyncIteration:
                 break
             _handle(frame, decoder, holder, sink, stats, metrics, enforcer, telemetry)
+        notifier.stopping("stopping")
         _match(decoder.flush(), holder, sink, stats, metrics, enforcer, telemetry)
         stats_line = cap.stats
         if metrics_runner is not None:
@@ -498,6 +516,7 @@ async def _run_live(
     loop.remove_signal_handler(signal.SIGHUP)  # that leaves SIG_DFL (exit): flag handler again
     _install_reopen(sink)
     log.info("stopped: %s alerts; capture %s; sinks %s", sink.count, stats_line, sink.counters())
+    notifier.close()
     return EXIT_OK
 
 
@@ -519,6 +538,9 @@ def cmd_enforce(args: argparse.Namespace) -> int:
     a backend switched between runs leaves nothing behind."""
     cfg = load_config(Path(args.config)) if args.config else SensorConfig()
     enf = cfg.enforce
+    if args.flush and args.on_stop and enf.keep_on_stop:
+        print("enforce.keep_on_stop is true: leaving everything installed")
+        return EXIT_OK
     backends = [
         make_backend(enf),
         make_backend(replace(enf, backend="route" if enf.backend == "nftables" else "nftables")),
@@ -623,7 +645,15 @@ def parser() -> argparse.ArgumentParser:
     what = n.add_mutually_exclusive_group(required=True)
     what.add_argument("--flush", action="store_true", help="remove everything Stockade installed")
     what.add_argument("--list", action="store_true", help="show everything Stockade installed")
+    n.add_argument(
+        "--on-stop",
+        action="store_true",
+        help="as systemd's ExecStopPost: with --flush, do nothing when enforce.keep_on_stop is true",
+    )
     n.set_defaults(func=cmd_enforce)
+
+    add_doctor_parser(sub)
+    add_install_parser(sub)  # install-into
     return p
 
 

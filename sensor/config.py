@@ -44,6 +44,10 @@ Example (``/etc/stockade/sensor.toml``)::
     [telemetry]                     # sightings + passive DNS to the distributor (docs/telemetry.md)
     enabled = true
     internal_host = "hash"          # omit | hash | raw
+
+    [install]                       # agent mode: each list in force into the local resolver
+    target = "unbound"              # unbound | dnsmasq | bind | nftables | ipset (sensor.install)
+    reload_cmd = "unbound-control reload"   # "" for none; default: systemctl when systemd runs
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import SensorError
 
 if TYPE_CHECKING:
+    from .install import InstallSpec
     from .telemetry import TelemetryConfig
 
 MiB = 1024 * 1024
@@ -219,6 +224,9 @@ class SensorConfig:
     metrics: str | None = None
     #: ``[push]``: the intake for lists the distributor pushes (``sensor.push_intake``)
     push: PushConfig = PushConfig()
+    #: ``[install]``: put each list in force into the local resolver or firewall
+    #: (``sensor.install``); None: off
+    install: InstallSpec | None = None
 
 
 def parse_listen(text: str, where: str = "metrics") -> tuple[str, int]:
@@ -455,6 +463,10 @@ def load_config(path: Path) -> SensorConfig:
         if not isinstance(top["telemetry"], dict):
             raise ConfigError(f"{path}: [telemetry] must be a table")
         top["telemetry"] = parse_config(top["telemetry"], f"{path}: [telemetry]")
+    if "install" in top:
+        from .install import parse_config as parse_install  # imported when needed
+
+        top["install"] = parse_install(top["install"], f"{path}: [install]")
     if "alert_sinks" in top:
         top["alert_sinks"] = _sinks(top["alert_sinks"], path, top.get("alerts"))
     if "metrics" in top:

@@ -71,6 +71,8 @@ class ListHolder:
         #: the held list's bytes, a view into the held bundle (no copy): a delta's base
         self._held_list: bytes | memoryview | None = None
         self._decoders: list[Decoder] = []
+        #: called with each list put in force, after the swap (``sensor.install``'s hook)
+        self.on_swap: list[Callable[[Verified], None]] = []
 
     def attach(self, decoder: Decoder) -> None:
         """Give ``decoder`` the list in force as its prefilter, now and after every swap, so
@@ -197,6 +199,8 @@ class ListHolder:
         self._held_list = Bundle.from_bytes(data).detached if data[:1] == b"\x95" else None
         for decoder in self._decoders:
             decoder.prefilter = self.matcher
+        for hook in self.on_swap:
+            hook(verified)
 
 
 class Updater:
