@@ -267,14 +267,15 @@ class ListServer:
 
         The version held comes from ``?have=N`` (deltas) or ``X-Stockade-Version``; the
         sensor may add ``X-Stockade-Health`` and ``X-Stockade-Error`` (short text)."""
-        have = request.query.get("have") or request.headers.get("X-Stockade-Version")
+        asked = request.query.get("have")
+        have = asked or request.headers.get("X-Stockade-Version")
         version = None
         if have is None:
             pass
         elif have.isascii() and have.isdigit() and len(have) <= MAX_VERSION_DIGITS:
             version = int(have) or None  # 0 is no version either
-        else:
-            self.counters["lists.bad_version"] += 1
+        elif asked is None:  # a bad ?have= is counted once, as lists.have_invalid (deltas)
+            self.counters["lists.version_invalid"] += 1
         m = request.match_info
         if not appliance.may_fetch(m.get("tenant", ""), m.get("profile", "")):
             version = None  # a version of a list it may not fetch says nothing about it
