@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -267,6 +268,13 @@ class Store:
         if parsed.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs: dict[str, Any] = {}
+        if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            folder = Path(parsed.database).parent
+            if not folder.is_dir():  # SQLite would only say "unable to open database file"
+                raise StoreError(
+                    f"{shown}: cannot open store: directory {folder} does not exist "
+                    "(create it, or give --state DIR without --store)"
+                )
         if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
             kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
         try:

@@ -576,6 +576,12 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
         Store.open("mysql://u@h/db")
 
 
+def test_a_sqlite_file_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"directory .*nowhere does not exist"):
+        Store.open(f"sqlite:///{tmp_path / 'nowhere' / 'stockade.db'}")
+    assert not (tmp_path / "nowhere").exists()  # nothing created behind the user's back
+
+
 def test_postgresql_unreachable_or_missing_is_a_clear_error(postgres_cluster: Cluster) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
