@@ -4,7 +4,8 @@ defender-endpoint/indicator-manage, 2024-10-28).
 
 Columns (the sample CSV's order): IndicatorType, IndicatorValue, ExpirationTime, Action,
 Severity, Title, Description, RecommendedActions, RbacGroups, Category, MitreTechniques,
-GenerateAlert. Limits from the same documents: 500 indicators per imported file (so the
+GenerateAlert. The docs page only links the sample file; this header, in this order, is the
+one independent public import tools write for the portal (checked against several). Limits from the same documents: 500 indicators per imported file (so the
 export is split into ``indicators-001.csv``, ``indicators-002.csv`` ... of at most 500 rows
 each, every file within ``max_bytes``), 15,000 active indicators per tenant (the export never
 holds more, whatever the profile says), no CIDR notation ("Only single IP addresses are
