@@ -555,16 +555,29 @@ class Fleet:
             conn.execute(update(appliances).where(appliances.c.id == aid).values(push_url=push))
         return self.show_appliance(tenant, name)
 
-    def record_push(self, tenant: str, name: str, error: str | None) -> None:
-        """What the last push to an appliance came to: ``error`` None clears the last error.
-        A push is not a poll: last seen and the version held stay as the appliance said."""
+    def record_push(
+        self, tenant: str, name: str, error: str | None, *, delivered_version: int | None = None
+    ) -> None:
+        """What the last push to an appliance came to: ``error`` None clears the last error;
+        ``delivered_version``: the version its intake accepted (or already held), which it
+        holds now (never moved backwards). A push is not a poll: last seen stays."""
+        c = appliances.c
         with self._write() as conn:
             aid = self._appliance_id(conn, tenant, name)
             conn.execute(
                 update(appliances)
-                .where(appliances.c.id == aid)
+                .where(c.id == aid)
                 .values(last_error=None if error is None else clean_text(error))
             )
+            if delivered_version is not None:
+                conn.execute(
+                    update(appliances)
+                    .where(
+                        c.id == aid,
+                        or_(c.version_held.is_(None), c.version_held < delivered_version),
+                    )
+                    .values(version_held=delivered_version)
+                )
 
     def push_targets(self, tenant: str, profile: str) -> list[ApplianceRecord]:
         """Appliances of a tenant and profile that take pushes (not revoked)."""

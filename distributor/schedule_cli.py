@@ -157,9 +157,12 @@ class _FleetHooks:
 
     def record(self, results: Sequence[PushResult]) -> None:
         for r in results:
-            error = None if r.status == "delivered" else f"push v{r.version}: {r.reason}"
+            delivered = r.status == "delivered"
+            error = None if delivered else f"push v{r.version}: {r.reason}"
             try:
-                self.fleet.record_push(r.tenant, r.target, error)
+                self.fleet.record_push(
+                    r.tenant, r.target, error, delivered_version=r.version if delivered else None
+                )
             except DistributorError as e:  # removed meanwhile: nothing to record
                 log.info("push result for %s/%s not recorded: %s", r.tenant, r.target, e)
 

@@ -390,12 +390,19 @@ class Pipeline:
         return out
 
     async def push(self, builds: Sequence[ListBuild]) -> list[PushResult]:
+        """A new version goes to every target; an unchanged one to the targets not known to
+        hold it (a push that failed, or never happened because the distributor restarted
+        mid-backoff, is made good on the next pass instead of waiting for a new version)."""
         results: list[PushResult] = []
         for b in builds:
-            if b.status != "built":
+            if b.status not in ("built", "unchanged") or not b.version:
                 continue
             try:
                 targets = self.push_targets(b.tenant, b.profile)
+                if b.status == "unchanged":
+                    targets = [
+                        t for t in targets if t.held_version is None or t.held_version < b.version
+                    ]
                 pushed = await push_version(
                     self.settings.out,
                     b.tenant,

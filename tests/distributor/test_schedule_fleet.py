@@ -158,3 +158,50 @@ async def test_scheduled_builds_apply_the_tenants_allow_and_deny_and_rebuild_whe
     code, out = await _cli(*args)
     assert "published version 2" in out, out
     assert "another.example" in _published_names(tmp_path / "out")
+
+
+async def test_a_failed_push_is_made_good_on_the_next_pass_without_a_new_version(
+    tmp_path: Path,
+) -> None:
+    """The intake is down for the first push (as if the distributor had died mid-backoff):
+    the next pass, with nothing new to build, pushes the version the appliance lacks, and
+    the one after pushes nothing."""
+    keyfiles.keygen(tmp_path / "keys")
+    (tmp_path / "feeds.toml").write_text(
+        '[[feed]]\nname = "local"\nformat = "domains"\nsource = "local.txt"\n'
+    )
+    (tmp_path / "local.txt").write_text("evil-one.example\n")
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    assert (await _cli("push-key", "--file", str(tmp_path / "push.key")))[0] == 0
+    secret = derive_push_secret(load_push_key(tmp_path / "push.key"), "acme", "fw-1")
+    root = PublicKey.from_pem((tmp_path / "keys" / keyfiles.ROOT_PUB).read_bytes())
+    policy = TrustPolicy(tenant="acme", profile="linux-sensor", max_bundle_bytes=64 * MiB)
+    holder = ListHolder(TrustedListState([root], policy), tmp_path / "sensor" / "list.stockade")
+    intake = PushIntake(holder, secret)
+    runner = await start_push_intake(intake, "127.0.0.1", 0)
+    port = bound_port(runner)
+    await runner.cleanup()  # down for the first pass; the same port comes back below
+    with Fleet.open(store) as fleet:
+        fleet.add_tenant("acme")
+        fleet.register_appliance(
+            "acme", "fw-1", "linux-sensor", push_url=f"http://127.0.0.1:{port}{PATH}"
+        )
+    args = build_now(tmp_path, store, "--fleet", store, "--push-key", str(tmp_path / "push.key"))
+    code, out = await _cli(*args)
+    assert code == 0, out  # a failed push never fails the build
+    assert "published version 1" in out and "push v1 to fw-1" in out, out
+    with Fleet.open(store) as fleet:
+        assert fleet.show_appliance("acme", "fw-1").last_error is not None
+    runner = await start_push_intake(intake, "127.0.0.1", port)
+    try:
+        code, out = await _cli(*args)
+        assert "unchanged inputs, still version 1" in out, out
+        assert "push v1 to fw-1" in out and "delivered" in out, out
+        assert holder.version == 1
+        with Fleet.open(store) as fleet:
+            fw = fleet.show_appliance("acme", "fw-1")
+        assert fw.last_error is None and fw.version_held == 1
+        code, out = await _cli(*args)
+        assert code == 0 and "push v1" not in out, out  # it holds v1: nothing to make good
+    finally:
+        await runner.cleanup()
