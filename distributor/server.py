@@ -228,7 +228,9 @@ class ListServer:
             raise web.HTTPUnauthorized(
                 text="invalid token\n", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
             )
-        if counter in ("lists", "exports") and isinstance(appliance, ApplianceRecord):
+        # telemetry counts as seen too: a sensor that polls a static server (pointer_url)
+        # still reports sightings here, and would otherwise never show up as alive
+        if counter in ("lists", "exports", "telemetry") and isinstance(appliance, ApplianceRecord):
             self._note_poll(request, appliance)
         return appliance
 

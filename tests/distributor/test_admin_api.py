@@ -354,6 +354,11 @@ async def test_telemetry_lands_in_the_tokens_tenant_only(
     store = live.fleet.store
     assert store.telemetry_stats("acme").batches == 1
     assert store.telemetry_stats("globex").batches == 0
+    # a sensor that only sends telemetry (static mode polls nginx) is seen all the same
+    await live.server.flush_polls()
+    seen = live.fleet.show_appliance("acme", "gw-1")
+    assert seen.last_seen is not None and seen.version_held is None
+    assert live.fleet.show_appliance("globex", "gw-1").last_seen is None
 
 
 # --- polls recorded -----------------------------------------------------------------------
