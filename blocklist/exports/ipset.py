@@ -49,11 +49,9 @@ from .plain import (
     FileSpec,
     Line,
     Rendered,
+    address_text,
     block_only,
-    canonical_address,
-    canonical_network,
     parse_options,
-    prefix_text,
     render_files,
 )
 
@@ -115,18 +113,11 @@ def _render(entry: Entry, sets: Mapping[int, str]) -> Rendered:
     reason = block_only(entry)
     if reason is not None:
         return reason
-    if entry.type is EntryType.IP:
-        addr = canonical_address(entry.value)
-        if addr is None:
-            return "invalid_value.ip"
-        text, version = addr.compressed, addr.version
-    else:
-        net = canonical_network(entry.value)
-        if net is None:
-            return "invalid_value.cidr"
-        # hash:net stores a full-length prefix as the address itself
-        text = prefix_text(net)
-        version = net.version
+    # hash:net stores a full-length prefix as the address itself (``prefix_text``)
+    listed = address_text(entry)
+    if isinstance(listed, str):
+        return listed
+    text, version = listed
     line = f"add {sets[version]} {text} -exist"
     return (Line(FILE_NAME, line, key=text, section=str(version)),)
 

@@ -42,12 +42,10 @@ from .plain import (
     FileSpec,
     Line,
     Rendered,
+    address_text,
     block_only,
-    canonical_address,
     canonical_name,
-    canonical_network,
     parse_options,
-    prefix_text,
     render_files,
 )
 
@@ -105,12 +103,8 @@ def _address(entry: Entry, resolve: bool) -> tuple[str, int] | str:
     reason = block_only(entry)
     if reason is not None:
         return reason
-    if entry.type is EntryType.IP:
-        addr = canonical_address(entry.value)
-        return "invalid_value.ip" if addr is None else (addr.compressed, addr.version)
-    if entry.type is EntryType.CIDR:
-        net = canonical_network(entry.value)
-        return "invalid_value.cidr" if net is None else (prefix_text(net), net.version)
+    if entry.type in (EntryType.IP, EntryType.CIDR):
+        return address_text(entry)
     name = canonical_name(entry.value)
     return f"invalid_value.{entry.type.label}" if name is None else (name, 4)
 

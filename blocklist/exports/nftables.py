@@ -45,11 +45,9 @@ from .plain import (
     FileSpec,
     Line,
     Rendered,
+    address_text,
     block_only,
-    canonical_address,
-    canonical_network,
     parse_options,
-    prefix_text,
     render_files,
 )
 
@@ -104,17 +102,10 @@ def _render(entry: Entry) -> Rendered:
     reason = block_only(entry)
     if reason is not None:
         return reason
-    if entry.type is EntryType.IP:
-        addr = canonical_address(entry.value)
-        if addr is None:
-            return "invalid_value.ip"
-        text, version = addr.compressed, addr.version
-    else:
-        net = canonical_network(entry.value)
-        if net is None:
-            return "invalid_value.cidr"
-        text = prefix_text(net)
-        version = net.version
+    listed = address_text(entry)
+    if isinstance(listed, str):
+        return listed
+    text, version = listed
     return (Line(FILE_NAME, f"\t{text},", key=text, section=str(version)),)
 
 

@@ -29,10 +29,8 @@ from .plain import (
     FileSpec,
     Line,
     Rendered,
-    canonical_address,
-    canonical_network,
+    address_text,
     parse_options,
-    prefix_text,
     render_files,
 )
 
@@ -58,16 +56,10 @@ def _render(entry: Entry) -> Rendered:
         return f"unsupported_type.{entry.type.label}"
     if entry.action is Action.ALERT:
         return "alert_not_enforceable"
-    if entry.type is EntryType.IP:
-        addr = canonical_address(entry.value)
-        if addr is None:
-            return "invalid_value.ip"
-        text = addr.compressed
-    else:
-        net = canonical_network(entry.value)
-        if net is None:
-            return "invalid_value.cidr"
-        text = prefix_text(net)
+    listed = address_text(entry)
+    if isinstance(listed, str):
+        return listed
+    text = listed[0]
     line = f"!{text}" if entry.action is Action.ALLOW else text
     return (Line(FILE_NAME, line, key=text),)
 

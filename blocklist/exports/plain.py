@@ -75,6 +75,7 @@ __all__ = [
     "Line",
     "PlainExporter",
     "Rendered",
+    "address_text",
     "canonical_address",
     "canonical_name",
     "canonical_network",
@@ -147,6 +148,16 @@ def prefix_text(net: Network) -> str:
     if net.prefixlen == net.max_prefixlen:
         return net.network_address.compressed
     return net.compressed
+
+
+def address_text(entry: Entry) -> tuple[str, int] | str:
+    """An IP or CIDR entry as firewalls list it (``prefix_text``) with its IP version, or the
+    reason it is not one canonical address or prefix."""
+    if entry.type is EntryType.IP:
+        addr = canonical_address(entry.value)
+        return "invalid_value.ip" if addr is None else (addr.compressed, addr.version)
+    net = canonical_network(entry.value)
+    return "invalid_value.cidr" if net is None else (prefix_text(net), net.version)
 
 
 def url_without_scheme(parts: tuple[str, str, int | None, str]) -> str:
@@ -346,14 +357,15 @@ PAN_MAX_DOMAIN_CHARS = 255  # "Each domain entry can be up to 255 characters in 
 FORTIGATE_MAX_LINE_CHARS = 4096  # Technical Tip 225335: "The line length limit is 4K characters."
 
 
-def _ip_line(entry: Entry, *, ipv6: bool, cidr: bool) -> Line | str:
+def _ip_lines(entry: Entry, *, ipv6: bool, cidr: bool) -> Rendered:
+    """An IP or CIDR entry's ``ip.txt`` line, or the reason it has none."""
     if entry.type is EntryType.IP:
         addr = canonical_address(entry.value)
         if addr is None:
             return "invalid_value.ip"
         if addr.version == 6 and not ipv6:
             return "ipv6_not_supported"
-        return Line("ip.txt", addr.compressed)
+        return (Line("ip.txt", addr.compressed),)
     net = canonical_network(entry.value)
     if net is None:
         return "invalid_value.cidr"
@@ -361,13 +373,12 @@ def _ip_line(entry: Entry, *, ipv6: bool, cidr: bool) -> Line | str:
         return "ipv6_not_supported"
     if not cidr and net.prefixlen != net.max_prefixlen:
         return "unsupported_type.cidr"
-    return Line("ip.txt", prefix_text(net))
+    return (Line("ip.txt", prefix_text(net)),)
 
 
 def _render_paloalto(entry: Entry) -> Rendered:
     if entry.type in (EntryType.IP, EntryType.CIDR):
-        line = _ip_line(entry, ipv6=True, cidr=True)
-        return line if isinstance(line, str) else (line,)
+        return _ip_lines(entry, ipv6=True, cidr=True)
     if entry.type in (EntryType.DOMAIN, EntryType.HOST):
         name = canonical_name(entry.value)
         if name is None:
@@ -386,8 +397,7 @@ def _render_paloalto(entry: Entry) -> Rendered:
 
 def _render_fortigate(entry: Entry) -> Rendered:
     if entry.type in (EntryType.IP, EntryType.CIDR):
-        line = _ip_line(entry, ipv6=True, cidr=True)
-        return line if isinstance(line, str) else (line,)
+        return _ip_lines(entry, ipv6=True, cidr=True)
     if entry.type in (EntryType.DOMAIN, EntryType.HOST):
         name = canonical_name(entry.value)
         if name is None:
@@ -408,8 +418,7 @@ def _render_fortigate(entry: Entry) -> Rendered:
 
 def _render_sonicwall(entry: Entry) -> Rendered:
     if entry.type in (EntryType.IP, EntryType.CIDR):
-        line = _ip_line(entry, ipv6=False, cidr=True)
-        return line if isinstance(line, str) else (line,)
+        return _ip_lines(entry, ipv6=False, cidr=True)
     if entry.type in (EntryType.DOMAIN, EntryType.HOST):
         name = canonical_name(entry.value)
         if name is None:
@@ -420,8 +429,7 @@ def _render_sonicwall(entry: Entry) -> Rendered:
 
 def _render_sophos(entry: Entry) -> Rendered:
     if entry.type in (EntryType.IP, EntryType.CIDR):
-        line = _ip_line(entry, ipv6=False, cidr=False)
-        return line if isinstance(line, str) else (line,)
+        return _ip_lines(entry, ipv6=False, cidr=False)
     if entry.type in (EntryType.DOMAIN, EntryType.HOST):
         name = canonical_name(entry.value)
         if name is None:
