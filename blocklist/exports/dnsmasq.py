@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from ..artifact import Action, Entry, EntryType
 from .base import Export, ExportFile, ExportLimits
-from .dnsnames import Plan, check_options, claim, common_skip, entry_name, fill
+from .dnsnames import Plan, check_options, claim, fill, fresh_name
 
 FILE_NAME = "stockade.conf"
 HEAD = b"# Stockade blocklist for dnsmasq: generated, do not edit\n"
@@ -41,14 +41,9 @@ class DnsmasqExporter:
         names: set[str] = set()
 
         def plan(entry: Entry) -> Plan:
-            reason = common_skip(entry, self.types)
+            name, reason = fresh_name(entry, self.types, names)
             if reason is not None:
                 return reason
-            name, problem = entry_name(entry)
-            if problem is not None:
-                return problem
-            if name in names:
-                return "duplicate_name"
             if entry.action is Action.ALLOW:
                 line = f"server=/{name}/#\n"
             elif entry.type is EntryType.DOMAIN:

@@ -60,6 +60,22 @@ def common_skip(entry: Entry, types: frozenset[EntryType], alert: bool = False) 
     return None
 
 
+def fresh_name(
+    entry: Entry, types: frozenset[EntryType], taken: set[str]
+) -> tuple[str, str | None]:
+    """``(name, None)`` when the format takes the entry and no earlier entry claimed its
+    name; else ``("", reason)``: the common start of each DNS format's plan."""
+    reason = common_skip(entry, types)
+    if reason is not None:
+        return "", reason
+    name, problem = entry_name(entry)
+    if problem is not None:
+        return "", problem
+    if name in taken:
+        return "", "duplicate_name"
+    return name, None
+
+
 def check_options(
     given: Mapping[str, str] | None, known: Mapping[str, str], fmt: str
 ) -> dict[str, str]:

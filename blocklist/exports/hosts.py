@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from ..artifact import Action, Entry, EntryType
 from .base import Export, ExportFile, ExportLimits
-from .dnsnames import Plan, check_options, common_skip, entry_name, fill
+from .dnsnames import Plan, check_options, fill, fresh_name
 
 FILE_NAME = "hosts"
 HEAD = b"# Stockade blocklist as a hosts file: generated, do not edit\n"
@@ -41,14 +41,9 @@ class HostsExporter:
         narrowed: Counter[str] = Counter()
 
         def plan(entry: Entry) -> Plan:
-            reason = common_skip(entry, self.types)
+            name, reason = fresh_name(entry, self.types, names)
             if reason is not None:
                 return reason
-            name, problem = entry_name(entry)
-            if problem is not None:
-                return problem
-            if name in names:
-                return "duplicate_name"
             if entry.action is Action.ALLOW:
                 names.add(name)
                 return "allow_by_omission"

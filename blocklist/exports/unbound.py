@@ -32,10 +32,9 @@ from .dnsnames import (
     Plan,
     check_options,
     claim,
-    common_skip,
     domain_actions,
-    entry_name,
     fill,
+    fresh_name,
     nearest_domain,
 )
 
@@ -58,14 +57,9 @@ class UnboundExporter:
         zones: set[str] = set()
 
         def plan(entry: Entry) -> Plan:
-            reason = common_skip(entry, self.types)
+            name, reason = fresh_name(entry, self.types, zones)
             if reason is not None:
                 return reason
-            name, problem = entry_name(entry)
-            if problem is not None:
-                return problem
-            if name in zones:
-                return "duplicate_name"
             if entry.action is Action.ALLOW:
                 text = f'    local-zone: "{name}." transparent\n'
             elif entry.type is EntryType.DOMAIN or nearest_domain(name, domains) is Action.BLOCK:
