@@ -44,7 +44,7 @@ from .keys import OnlineKeys
 
 if TYPE_CHECKING:
     from .condense.pipeline import Condensed, Condenser
-    from .profiles import CoarsenPolicy
+    from .profiles import CoarsenPolicy, FirmwareProfile
 
 WEIGHT_CONFIDENCE = 0.40
 WEIGHT_SEVERITY = 0.35
@@ -221,6 +221,17 @@ class Capacity:
     max_bytes: int
     #: Types that share one device table, e.g. PAN-OS's IP list holds IPs and CIDRs together.
     pools: Mapping[str, tuple[frozenset[str], int]] = field(default_factory=dict)
+
+
+def capacity_of(profile: FirmwareProfile) -> Capacity:
+    """A firmware profile's limits as the selection applies them."""
+    return Capacity(
+        supported=frozenset(profile.supported_types),
+        per_type=dict(profile.capacity),
+        max_entries=profile.max_entries,
+        max_bytes=profile.max_bytes,
+        pools={p.name: (frozenset(p.types), p.max_entries) for p in profile.pools},
+    )
 
 
 # --- exact bundle size --------------------------------------------------------------------

@@ -34,7 +34,7 @@ from blocklist.errors import InvalidIndicator
 
 from . import keys as keyfiles
 from . import schedule_cli
-from .build import BuildResult, Capacity, Key, build_and_publish
+from .build import BuildResult, Key, build_and_publish, capacity_of
 from .condense.explain import explain_result, render_explanation
 from .condense.pipeline import MERGED_REASONS, Condenser, union_keys_for
 from .condense.settings import CondenseSettings
@@ -66,16 +66,6 @@ log = logging.getLogger("stockade.distributor")
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-def _capacity(profile: FirmwareProfile) -> Capacity:
-    return Capacity(
-        supported=frozenset(profile.supported_types),
-        per_type=dict(profile.capacity),
-        max_entries=profile.max_entries,
-        max_bytes=profile.max_bytes,
-        pools={p.name: (frozenset(p.types), p.max_entries) for p in profile.pools},
-    )
 
 
 #: A list that outlives this is a list nobody re-signs; also keeps timedelta from overflowing.
@@ -169,7 +159,7 @@ def _run_build(
     result = build_and_publish(
         parsed=parsed,
         feed_reports=reports,
-        cap=_capacity(profile),
+        cap=capacity_of(profile),
         tenant=args.tenant,
         profile=profile.name,
         keys=keys,

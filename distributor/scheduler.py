@@ -48,7 +48,7 @@ from sqlalchemy.exc import ArgumentError
 from blocklist.fileio import write_atomic
 
 from . import publish
-from .build import Capacity, build_and_publish
+from .build import build_and_publish, capacity_of
 from .condense.pipeline import Condenser
 from .config import FeedConfig, FeedSet, load_feed_config
 from .errors import DistributorError
@@ -154,16 +154,6 @@ def job_store_url(url: str) -> str:
     if parsed.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
-
-
-def capacity_of(profile: FirmwareProfile) -> Capacity:
-    return Capacity(
-        supported=frozenset(profile.supported_types),
-        per_type=dict(profile.capacity),
-        max_entries=profile.max_entries,
-        max_bytes=profile.max_bytes,
-        pools={p.name: (frozenset(p.types), p.max_entries) for p in profile.pools},
-    )
 
 
 # --- what a list is built from ----------------------------------------------------------

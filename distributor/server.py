@@ -322,8 +322,12 @@ class ListServer:
             self._poll_task = None
         await self.flush_polls()
 
-    async def get_list(self, request: web.Request) -> web.StreamResponse:
-        appliance = self._appliance(request, "lists")
+    def _published(
+        self, request: web.Request, counter: str
+    ) -> tuple[Appliance | ApplianceRecord, Path, _Cached]:
+        """The current bundle of the list in the request's path, for an appliance that may
+        fetch it; a list it may not fetch gets the very 404 of a list that does not exist."""
+        appliance = self._appliance(request, counter)
         tenant = request.match_info["tenant"]
         profile = request.match_info["profile"]
         path = (
@@ -332,9 +336,13 @@ class ListServer:
             else None
         )
         if path is None:
-            self.counters["lists.404"] += 1
+            self.counters[f"{counter}.404"] += 1
             raise web.HTTPNotFound(text="no such list\n")
-        cached = self._bundle(path)
+        return appliance, path, self._bundle(path)
+
+    async def get_list(self, request: web.Request) -> web.StreamResponse:
+        appliance, path, cached = self._published(request, "lists")
+        tenant, profile = request.match_info["tenant"], request.match_info["profile"]
         have = request.query.get("have")
         delta = self._delta(path, cached, have) if have is not None else None
         answer = delta or cached
@@ -372,18 +380,8 @@ class ListServer:
     async def get_export(self, request: web.Request) -> web.StreamResponse:
         """The list in a profile's native format (``distributor.exportserve``); the same
         authentication, and the same 404 for a list it may not fetch as for none."""
-        appliance = self._appliance(request, "exports")
-        tenant = request.match_info["tenant"]
+        _, _, cached = self._published(request, "exports")
         profile = request.match_info["profile"]
-        path = (
-            publish.current(self.lists_dir, tenant, profile)
-            if appliance.may_fetch(tenant, profile)
-            else None
-        )
-        if path is None:
-            self.counters["exports.404"] += 1
-            raise web.HTTPNotFound(text="no such list\n")
-        cached = self._bundle(path)
         return await self.exports.respond(request, cached.body, cached.etag, profile, self.counters)
 
     async def post_telemetry(self, request: web.Request) -> web.StreamResponse:

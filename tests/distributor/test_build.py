@@ -27,10 +27,10 @@ from distributor.build import (
     Capacity,
     Merged,
     build_and_publish,
+    capacity_of,
     priority,
     union,
 )
-from distributor.cli import _capacity
 from distributor.indicators import Indicator, IndicatorType
 from distributor.keys import ROOT_PUB, OnlineKeys, keygen
 from distributor.profiles import load_profile
@@ -752,7 +752,7 @@ def test_nonpositive_lifetime_refused(keys: OnlineKeys, tmp_path: Path) -> None:
 def test_real_profile_pool_is_enforced(build: Builder) -> None:
     """PAN-OS: one IP list of 50,000 holds IPs and CIDRs together, not 50,000 of each."""
     profile = load_profile("paloalto-edl")
-    capacity = _capacity(profile)
+    capacity = capacity_of(profile)
     ip_pool = profile.pool_for(T.IP)
     assert ip_pool is not None and ip_pool.max_entries == 50_000
     assert profile.capacity_for(T.IP) == 50_000 == profile.capacity_for(T.CIDR)
@@ -772,7 +772,7 @@ def test_real_profile_pool_is_enforced(build: Builder) -> None:
 @pytest.mark.parametrize("name", ["linux-sensor", "fortigate-threat-feed", "paloalto-edl"])
 def test_real_profiles_build_small_lists_whole(build: Builder, name: str) -> None:
     profile = load_profile(name)
-    capacity = _capacity(profile)
+    capacity = capacity_of(profile)
     assert capacity.max_bytes == profile.max_bytes
     r = build([(_mixed_feed(40), "v")], capacity, profile=profile.name)
     assert r.report["dropped"] == {}
