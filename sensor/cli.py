@@ -273,17 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if not args.pcap and not cfg.interface:
         raise ConfigError("give --pcap FILE to replay a capture or --interface IF to sniff live")
-    policy = TrustPolicy(
-        tenant=cfg.tenant,
-        profile=cfg.profile,
-        max_bundle_bytes=cfg.limits.max_list_bytes,
-        max_version_jump=cfg.limits.max_version_jump,
-        stale_after_seconds=(
-            cfg.distributor.stale_after_hours * 3600
-            if cfg.distributor.stale_after_hours is not None
-            else None
-        ),
-    )
+    policy = cfg.trust_policy()
     state = load_trust(cfg.trust, policy)
     store = Path(cfg.state_dir) / STATE_LIST if cfg.state_dir else None
     holder = ListHolder(state, store)

@@ -58,6 +58,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blocklist.trust import TrustPolicy
+
 from .errors import SensorError
 
 if TYPE_CHECKING:
@@ -227,6 +229,18 @@ class SensorConfig:
     #: ``[install]``: put each list in force into the local resolver or firewall
     #: (``sensor.install``); None: off
     install: InstallSpec | None = None
+
+    def trust_policy(self) -> TrustPolicy:
+        """What this sensor accepts: its tenant and profile, its size and version-jump
+        limits, and the stale ceiling (``run`` and ``doctor`` judge lists the same way)."""
+        hours = self.distributor.stale_after_hours
+        return TrustPolicy(
+            tenant=self.tenant,
+            profile=self.profile,
+            max_bundle_bytes=self.limits.max_list_bytes,
+            max_version_jump=self.limits.max_version_jump,
+            stale_after_seconds=hours * 3600 if hours is not None else None,
+        )
 
 
 def parse_listen(text: str, where: str = "metrics") -> tuple[str, int]:

@@ -32,7 +32,7 @@ from typing import Any, Final, Literal
 import aiohttp
 
 from blocklist.errors import BlocklistError
-from blocklist.trust import TrustedListState, TrustPolicy
+from blocklist.trust import TrustedListState
 
 from .config import ConfigError, SensorConfig, load_config
 from .rootchain import load_saved_root, load_trust, root_path_for
@@ -162,17 +162,7 @@ def check_trust(cfg: SensorConfig) -> tuple[Check, TrustedListState | None]:
             ),
             None,
         )
-    policy = TrustPolicy(
-        tenant=cfg.tenant,
-        profile=cfg.profile,
-        max_bundle_bytes=cfg.limits.max_list_bytes,
-        max_version_jump=cfg.limits.max_version_jump,
-        stale_after_seconds=(
-            cfg.distributor.stale_after_hours * 3600
-            if cfg.distributor.stale_after_hours is not None
-            else None
-        ),
-    )
+    policy = cfg.trust_policy()
     try:
         state = load_trust(cfg.trust, policy)
     except ConfigError as e:
