@@ -16,7 +16,6 @@ Results are ``sensor.updater.UpdateResult``s with the same statuses and counters
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,11 +34,12 @@ from .errors import SensorError
 from .rootchain import MAX_NEW_ROOTS, root_path_for
 from .updater import (
     CHUNK_BYTES,
-    MAX_ETAG_CHARS,
     ListHolder,
     UpdateResult,
     _describe,
     poll_until,
+    read_etag,
+    write_etag,
 )
 
 log = logging.getLogger("stockade.sensor.pointer_updater")
@@ -137,27 +137,16 @@ class PointerUpdater:
 
     def saved_etag(self) -> str | None:
         """The pointer ETag to send, or None: only while the list it led to is in force."""
-        p = self.etag_path
-        if p is None or self.holder.matcher is None or not p.exists():
+        if self.etag_path is None or self.holder.matcher is None:
             return None
-        try:
-            etag = p.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if not etag or len(etag) > MAX_ETAG_CHARS or not etag.isprintable():
-            return None
-        return etag
+        return read_etag(self.etag_path)
 
     def save_etag(self, etag: str | None) -> None:
         p = self.etag_path
         if p is None:
             return
         try:
-            if etag and len(etag) <= MAX_ETAG_CHARS and etag.isprintable():
-                write_atomic(p, etag.encode())
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
+            write_etag(p, etag)
         except OSError as e:  # only costs a full pointer download next time
             log.warning("cannot save the pointer ETag to %s: %s", p, e)
 

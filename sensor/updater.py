@@ -59,6 +59,27 @@ class UpdateResult:
     version: int = 0
 
 
+def read_etag(path: Path) -> str | None:
+    """A saved ETag, or None when there is none or it is unusable: a torn or corrupted file
+    (NUL bytes, a newline) would make every request fail."""
+    try:
+        etag = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not etag or len(etag) > MAX_ETAG_CHARS or not etag.isprintable():
+        return None
+    return etag
+
+
+def write_etag(path: Path, etag: str | None) -> None:
+    """Save ``etag`` atomically; None (or one that could never be sent) forgets the old one."""
+    if etag and len(etag) <= MAX_ETAG_CHARS and etag.isprintable():
+        write_atomic(path, etag.encode())
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 class ListHolder:
     """The list in force: trust state, index, matcher, and its copy on disk."""
 
@@ -166,28 +187,14 @@ class ListHolder:
 
     def save_etag(self, etag: str | None) -> None:
         """Remember the ETag of the list on disk; without one, forget the old list's ETag."""
-        p = self.etag_path
-        if p is None:
-            return
-        if etag:
-            write_atomic(p, etag.encode())
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        if self.etag_path is not None:
+            write_etag(self.etag_path, etag)
 
     def saved_etag(self) -> str | None:
         """The ETag to send, or None (a full download) when there is no usable one."""
-        p = self.etag_path
-        if p is None or not p.exists() or self.matcher is None:
+        if self.etag_path is None or self.matcher is None:
             return None
-        try:
-            etag = p.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        # A torn or corrupted file (NUL bytes, a newline) would make every request fail.
-        if not etag or len(etag) > MAX_ETAG_CHARS or not etag.isprintable():
-            return None
-        return etag
+        return read_etag(self.etag_path)
 
     def _swap(self, verified: Verified, data: bytes) -> None:
         bl = verified.compact
