@@ -35,6 +35,7 @@ from blocklist.errors import InvalidIndicator
 from . import keys as keyfiles
 from . import schedule_cli
 from .build import BuildResult, Key, build_and_publish, capacity_of
+from .cliargs import hours
 from .condense.explain import explain_result, render_explanation
 from .condense.pipeline import MERGED_REASONS, Condenser, union_keys_for
 from .condense.settings import CondenseSettings
@@ -69,19 +70,6 @@ EXIT_USAGE = 2
 
 
 #: A list that outlives this is a list nobody re-signs; also keeps timedelta from overflowing.
-MAX_VALID_HOURS = 24 * 366
-
-
-def _valid_hours(text: str) -> float:
-    try:
-        hours = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
-    if not math.isfinite(hours) or not 0 < hours <= MAX_VALID_HOURS:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_VALID_HOURS}")
-    return hours
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
     rc = keygen_mode(args)  # --root / --online (ADR 0003); None: as before
     if rc is not None:
@@ -241,9 +229,7 @@ def _build_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", required=True, help="firmware profile name or TOML path")
     p.add_argument("--tenant", required=True)
     p.add_argument("--keys", required=True, help="key directory made by keygen")
-    p.add_argument(
-        "--valid-hours", type=_valid_hours, default=168.0, help="list lifetime (default 168)"
-    )
+    p.add_argument("--valid-hours", type=hours, default=168.0, help="list lifetime (default 168)")
 
 
 def _positive_float(text: str) -> float:

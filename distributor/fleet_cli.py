@@ -12,7 +12,6 @@ import argparse
 import functools
 import json
 import logging
-import math
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .admin import write_admin_token
+from .cliargs import hours
 from .condense.settings import CondenseSettings
 from .errors import ConfigError
 from .fleet import (
@@ -220,13 +220,7 @@ def cmd_tenants_remove(args: argparse.Namespace) -> int:
 
 
 def _stale_after(text: str) -> timedelta:
-    try:
-        hours = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
-    if not math.isfinite(hours) or not 0 < hours <= 24 * 3660:
-        raise argparse.ArgumentTypeError(f"must be more than 0 hours, got {text!r}")
-    return timedelta(hours=hours)
+    return timedelta(hours=hours(text))
 
 
 def _status_rows(got: Sequence[ApplianceStatus]) -> list[tuple[object, ...]]:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from .cliargs import hours
 from .errors import DistributorError
 from .push import (
     PushResult,
@@ -300,7 +301,7 @@ def register(subparsers: Any) -> None:
         type=_list_target,
         help="TENANT/PROFILE to keep built (repeatable)",
     )
-    s.add_argument("--valid-hours", type=_hours, default=168.0, help="list lifetime (default 168)")
+    s.add_argument("--valid-hours", type=hours, default=168.0, help="list lifetime (default 168)")
     s.add_argument(
         "--rebuild-minutes",
         type=_minutes,
@@ -343,13 +344,3 @@ def cmd_push_key(args: argparse.Namespace) -> int:
     tenant, name = args.secret_for
     print(derive_push_secret(load_push_key(path), tenant, name))
     return EXIT_OK
-
-
-def _hours(text: str) -> float:
-    try:
-        hours = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
-    if not math.isfinite(hours) or not 0 < hours <= 24 * 366:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 8784")
-    return hours
