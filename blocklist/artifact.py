@@ -13,7 +13,7 @@ import enum
 import hashlib
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -350,28 +350,48 @@ def index_encoded_size(n_domain: int, n_host: int, n_other: int) -> int:
     )
 
 
+class _ViewReader:
+    """A file-like reader over a memoryview, for ``msgpack.Unpacker`` to read the header
+    without the rest of the list being copied."""
+
+    def __init__(self, view: memoryview, pos: int) -> None:
+        self._view = view
+        self._pos = pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._view) if n < 0 else min(len(self._view), self._pos + n)
+        out = bytes(self._view[self._pos : end])
+        self._pos = end
+        return out
+
+
+def scan_rows(rows: bytes | memoryview, where: str) -> Iterator[tuple[int, Any]]:
+    """Every (offset, decoded row) of a format 2 rows string, read in place (no copy of the
+    string); a cut or broken row is refused with its byte offset."""
+    view = memoryview(rows)
+    unpacker = msgpack.Unpacker(
+        _ViewReader(view, 0), raw=False, strict_map_key=True, use_list=True, read_size=1 << 16
+    )
+    while True:
+        at = unpacker.tell()
+        if at >= len(view):
+            return
+        try:
+            row = unpacker.unpack()
+        except msgpack.OutOfData as e:
+            raise MalformedArtifact(f"{where}: row at byte {at} is cut short") from e
+        except (ValueError, msgpack.UnpackException, TypeError) as e:
+            raise MalformedArtifact(f"{where}: row at byte {at}: not valid msgpack: {e}") from e
+        yield at, row
+
+
 def _decode_row_blob(
     blob: bytes, categories: Sequence[str], sources: Sequence[str]
 ) -> tuple[list[int], tuple[Entry, ...]]:
     """Every row of a format 2 row string, strictly, with the offset where each starts."""
-    unpacker = msgpack.Unpacker(
-        raw=False, strict_map_key=True, use_list=True, max_buffer_size=max(1, len(blob))
-    )
-    unpacker.feed(blob)
     offsets: list[int] = []
     entries: list[Entry] = []
-    while True:
-        at = unpacker.tell()
-        if at >= len(blob):
-            break
-        try:
-            row = unpacker.unpack()
-        except msgpack.OutOfData as e:
-            raise MalformedArtifact(f"list.entries: row at byte {at} is cut short") from e
-        except (ValueError, msgpack.UnpackException, TypeError) as e:
-            raise MalformedArtifact(
-                f"list.entries: row at byte {at}: not valid msgpack: {e}"
-            ) from e
+    for at, row in scan_rows(blob, "list.entries"):
         offsets.append(at)
         entries.append(_decode_entry(len(entries), row, categories, sources))
     return offsets, tuple(entries)

@@ -29,6 +29,7 @@ from .artifact import (
     _decode_entry,
     _decode_header,
     _require,
+    _ViewReader,
     check_framing,
 )
 from .errors import ArtifactTooLarge, MalformedArtifact
@@ -56,21 +57,6 @@ def _table(raw: bytes | memoryview, code: Literal["Q", "I"]) -> Table:
     if sys.byteorder == "little":
         return view.cast("B").cast(code)
     return from_wire(bytes(view), code)
-
-
-class _ViewReader:
-    """A file-like reader over a memoryview, for ``msgpack.Unpacker`` to read the header
-    without the rest of the list being copied."""
-
-    def __init__(self, view: memoryview, pos: int) -> None:
-        self._view = view
-        self._pos = pos
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._view) if n < 0 else min(len(self._view), self._pos + n)
-        out = bytes(self._view[self._pos : end])
-        self._pos = end
-        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypeAlias, cast
@@ -39,9 +39,10 @@ from .artifact import (
     Header,
     _decode_entry,
     _decode_header,
+    _ViewReader,
     encode_index,
+    scan_rows,
 )
-from .compact import _ViewReader
 from .errors import (
     ArtifactTooLarge,
     DeltaMismatch,
@@ -244,26 +245,8 @@ def _split(data: bytes | memoryview, what: str) -> _Parts:
     return _Parts(view[pos:head_end], header, categories, sources, rows, _row_offsets(rows, what))
 
 
-def _scan_rows(rows: memoryview, where: str) -> Iterator[tuple[int, Any]]:
-    """Every (offset, decoded row) of a rows string; cut or broken rows are refused."""
-    unpacker = msgpack.Unpacker(
-        _ViewReader(rows, 0), raw=False, strict_map_key=True, use_list=True, read_size=1 << 16
-    )
-    while True:
-        at = unpacker.tell()
-        if at >= len(rows):
-            return
-        try:
-            row = unpacker.unpack()
-        except msgpack.OutOfData as e:
-            raise MalformedArtifact(f"{where}: row at byte {at} is cut short") from e
-        except (ValueError, msgpack.UnpackException, TypeError) as e:
-            raise MalformedArtifact(f"{where}: row at byte {at}: not valid msgpack: {e}") from e
-        yield at, row
-
-
 def _row_offsets(rows: memoryview, what: str) -> list[int]:
-    return [at for at, _ in _scan_rows(rows, f"{what}.entries")]
+    return [at for at, _ in scan_rows(rows, f"{what}.entries")]
 
 
 # --- the delta ----------------------------------------------------------------------------
@@ -487,7 +470,7 @@ def make_delta(base: bytes | memoryview, target: bytes | memoryview) -> Delta:
     cat_same = [i < len(t.categories) and t.categories[i] == c for i, c in enumerate(b.categories)]
     src_same = [i < len(t.sources) and t.sources[i] == s for i, s in enumerate(b.sources)]
     where: dict[bytes, int] = {}
-    for i, (at, row) in enumerate(_scan_rows(b.rows, "base list.entries")):
+    for i, (at, row) in enumerate(scan_rows(b.rows, "base list.entries")):
         try:
             cat, src = row[4], row[5]
             same = cat_same[cat] and all(src_same[s] for s in src)
@@ -569,7 +552,7 @@ def apply_delta(base: bytes | memoryview, delta: Delta) -> bytes:
     at = 0
     for i, seg in segments:
         copied = isinstance(delta.ops[i], Copy)
-        for local, row in _scan_rows(seg, f"delta.ops[{i}].rows"):
+        for local, row in scan_rows(seg, f"delta.ops[{i}].rows"):
             try:
                 # inserted rows are checked whole; a copied row is a row of the base, and
                 # the index needs only its type and value (the digest covers the rest)
