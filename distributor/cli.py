@@ -35,7 +35,7 @@ from blocklist.errors import InvalidIndicator
 from . import keys as keyfiles
 from . import schedule_cli
 from .build import BuildResult, Key, build_and_publish, capacity_of
-from .cliargs import hours
+from .cliargs import DEFAULT_STATE, STORE_FILE, hours, store_url
 from .condense.explain import explain_result, render_explanation
 from .condense.pipeline import MERGED_REASONS, Condenser, union_keys_for
 from .condense.settings import CondenseSettings
@@ -59,9 +59,6 @@ from .server import ListServer, start
 from .store import Store
 from .tokens import TokenStore
 
-DEFAULT_STATE = "stockade-state"
-STORE_FILE = "stockade.db"
-
 log = logging.getLogger("stockade.distributor")
 
 EXIT_OK = 0
@@ -82,21 +79,13 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _store_url(args: argparse.Namespace) -> str:
-    if args.store:
-        return str(args.store)
-    state = Path(args.state)
-    state.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(state / STORE_FILE).resolve()}"
-
-
 def _parsed_from_store(
     args: argparse.Namespace,
 ) -> tuple[list[tuple[list[Indicator], str]], list[dict[str, Any]]]:
     # A mistyped --state must not open a new, empty store and publish an empty list.
     if not args.store and not (Path(args.state) / STORE_FILE).is_file():
         raise DistributorError(f"no store in {args.state}: run ingest first")
-    with Store.open(_store_url(args)) as store:
+    with Store.open(store_url(args)) as store:
         if not any(s.last_ok_at is not None for s in store.feed_states()):
             raise DistributorError(f"store {store.url} holds no ingested feed: run ingest first")
         parsed = list(store_indicators(store, datetime.now(UTC)))
@@ -254,7 +243,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # tempfile) is in the feed's directory before promoting it
     cache = FeedCache((Path(args.cache) if args.cache else Path(args.state) / "cache").resolve())
     console = Console(stderr=True)
-    with Store.open(_store_url(args)) as store:
+    with Store.open(store_url(args)) as store:
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),

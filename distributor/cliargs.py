@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 MAX_HOURS = 24 * 366
 
@@ -17,3 +18,17 @@ def hours(text: str) -> float:
     if not math.isfinite(value) or not 0 < value <= MAX_HOURS:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_HOURS}")
     return value
+
+
+DEFAULT_STATE = "stockade-state"
+STORE_FILE = "stockade.db"
+
+
+def store_url(args: argparse.Namespace) -> str:
+    """``--store URL``, or the SQLite file in ``--state`` (created if missing): the one rule
+    every command that opens the store follows."""
+    if args.store:
+        return str(args.store)
+    state = Path(args.state)
+    state.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(state / STORE_FILE).resolve()}"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .admin import write_admin_token
-from .cliargs import hours
+from .cliargs import DEFAULT_STATE, hours, store_url
 from .condense.settings import CondenseSettings
 from .errors import ConfigError
 from .fleet import (
@@ -34,8 +34,6 @@ from .fleet import (
 from .indicators import Indicator
 from .tenant_inputs import apply_tenant
 
-DEFAULT_STATE = "stockade-state"
-STORE_FILE = "stockade.db"
 EXIT_OK = 0
 EXIT_USAGE = 2
 PROG = "stockade-distributor"
@@ -59,17 +57,8 @@ def _bad_input_exits_2(fn: Command) -> Command:
     return run
 
 
-def _store_url(args: argparse.Namespace) -> str:
-    """As ``ingest --store``: a URL, or the SQLite file in ``--state``."""
-    if args.store:
-        return str(args.store)
-    state = Path(args.state)
-    state.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(state / STORE_FILE).resolve()}"
-
-
 def _open(args: argparse.Namespace) -> Fleet:
-    return Fleet.open(_store_url(args))
+    return Fleet.open(store_url(args))
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -546,7 +535,7 @@ def tenant_build_inputs(
     if not (getattr(args, "from_store", False) or getattr(args, "store", None)):
         return parsed, settings
     tenant_name = str(args.tenant)
-    with Fleet.open(_store_url(args)) as fleet:
+    with Fleet.open(store_url(args)) as fleet:
         try:
             tenant = fleet.show_tenant(tenant_name)
         except UnknownTenant:

@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .cliargs import hours
+from .cliargs import DEFAULT_STATE, hours, store_url
 from .errors import DistributorError
 from .push import (
     PushResult,
@@ -38,8 +38,6 @@ from .scheduler import (
     Schedule,
 )
 
-DEFAULT_STATE = "stockade-state"
-STORE_FILE = "stockade.db"
 EXIT_OK = 0
 EXIT_ERROR = 1
 
@@ -49,14 +47,6 @@ log = logging.getLogger("stockade.distributor.schedule")
 push_targets: TargetProvider = no_targets
 #: Which lists to keep built besides ``--list``; the fleet replaces this.
 fleet_lists: Callable[[], Sequence[ListTarget]] | None = None
-
-
-def _store_url(args: argparse.Namespace) -> str:
-    if args.store:
-        return str(args.store)
-    state = Path(args.state)
-    state.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(state / STORE_FILE).resolve()}"
 
 
 def _list_target(text: str) -> ListTarget:
@@ -79,7 +69,7 @@ def _minutes(text: str) -> float:
 def _settings(args: argparse.Namespace, lists: Sequence[ListTarget]) -> PipelineSettings:
     return PipelineSettings(
         config=Path(args.config),
-        store_url=_store_url(args),
+        store_url=store_url(args),
         out=Path(args.out),
         keys=Path(args.keys),
         state=Path(args.state),
