@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -30,13 +29,12 @@ from blocklist.fileio import write_atomic
 from blocklist.pointer import MAX_POINTER_BYTES, DeltaRef, ObjectRef, Pointer, verify_pointer
 from blocklist.root import MAX_ROOT_BYTES
 
+from .download import describe, download
 from .errors import SensorError
 from .rootchain import MAX_NEW_ROOTS, root_path_for
 from .updater import (
-    CHUNK_BYTES,
     ListHolder,
     UpdateResult,
-    _describe,
     poll_until,
     read_etag,
     write_etag,
@@ -52,45 +50,6 @@ _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
 
 class PointerUrlError(SensorError):
     """A pointer URL that is not ``http(s)://HOST/.../{tenant}/{profile}/pointer.stockade``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Download:
-    """One GET: its status, the body read (empty unless 200) and the ETag sent."""
-
-    status: int
-    body: bytes
-    etag: str | None
-
-
-async def download(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    max_bytes: int,
-    timeout: aiohttp.ClientTimeout,
-    headers: Mapping[str, str] | None = None,
-) -> Download:
-    """GET ``url``, reading at most ``max_bytes`` of a 200's body (``TooLarge`` past that).
-
-    The limit holds while the body is read, not after: an endless answer is cut off at
-    ``max_bytes + 1`` bytes whatever its Content-Length says. (``Updater.fetch_once`` has the
-    same loop inline; the two can share this one.)
-    """
-    async with session.get(url, headers=dict(headers or {}), timeout=timeout) as resp:
-        if resp.status != 200:
-            return Download(resp.status, b"", resp.headers.get("ETag"))
-        declared = resp.content_length
-        if declared is not None and declared > max_bytes:
-            raise TooLarge(f"{url}: server announces {declared} bytes, limit is {max_bytes}")
-        body = bytearray()
-        async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-            body += chunk
-            if len(body) > max_bytes:
-                raise TooLarge(
-                    f"{url}: download passed {max_bytes} bytes; stopped reading (endless data)"
-                )
-        return Download(200, bytes(body), resp.headers.get("ETag"))
 
 
 def publish_root_url(pointer_url: str) -> str:
@@ -184,7 +143,7 @@ class PointerUpdater:
                 )  # fmt: skip
             except TooLarge as e:
                 counters["roots.rejected.TooLarge"] += 1
-                log.warning("root %s refused: %s", url, _describe(e))
+                log.warning("root %s refused: %s", url, describe(e))
                 break
             except _NETWORK_ERRORS as e:
                 counters["roots.failed"] += 1
@@ -201,7 +160,7 @@ class PointerUpdater:
             except BlocklistError as e:
                 counters[f"roots.rejected.{type(e).__name__}"] += 1
                 log.warning("root %s refused, keeping root version %d: %s", url,
-                            state.root_version, _describe(e))  # fmt: skip
+                            state.root_version, describe(e))  # fmt: skip
                 break
             counters["roots.updated"] += 1
             newest = got.body
@@ -225,7 +184,7 @@ class PointerUpdater:
                 headers=self._headers(self.saved_etag()),
             )
         except TooLarge as e:
-            return self._result("rejected", _describe(e), "update.rejected.TooLarge")
+            return self._result("rejected", describe(e), "update.rejected.TooLarge")
         except _NETWORK_ERRORS as e:
             return self._result("failed", self._failure(e))
         if got.status == 304:
@@ -237,7 +196,7 @@ class PointerUpdater:
         try:
             pointer = verify_pointer(self.holder.state, got.body)
         except BlocklistError as e:
-            return self._result("rejected", _describe(e), f"update.rejected.{type(e).__name__}")
+            return self._result("rejected", describe(e), f"update.rejected.{type(e).__name__}")
         if self.holder.matcher is not None and pointer.version == self.holder.version:
             self.save_etag(got.etag)  # nothing new: remember the pointer's ETag for a 304
             return self._result("not_modified")
@@ -261,7 +220,7 @@ class PointerUpdater:
         return result
 
     def _failure(self, e: BaseException) -> str:
-        reason = _describe(e)
+        reason = describe(e)
         if isinstance(e, TimeoutError) and not str(e):
             reason += f"no complete answer within {self.timeout.total} seconds"
         return reason
@@ -329,7 +288,7 @@ class PointerUpdater:
         except _HttpStatus as e:
             return refused("failed", str(e), f"update.http_{e.status}")
         except BlocklistError as e:
-            return refused("rejected", _describe(e), type(e).__name__)
+            return refused("rejected", describe(e), type(e).__name__)
         except _NETWORK_ERRORS as e:
             return refused("failed", self._failure(e), "update.failed")
         if not is_delta and self.holder.holds(data):
@@ -337,9 +296,9 @@ class PointerUpdater:
         try:
             verified = accept(data)
         except BlocklistError as e:
-            return refused("rejected", _describe(e), type(e).__name__)
+            return refused("rejected", describe(e), type(e).__name__)
         except OSError as e:
-            reason = f"could not save the list: {_describe(e)}"
+            reason = f"could not save the list: {describe(e)}"
             return refused("failed", reason, "update.store_failed")
         self.holder.counters["update.updated"] += 1
         if is_delta:

@@ -27,7 +27,8 @@ from aiohttp import web
 from blocklist.errors import BlocklistError, ListRejected, TooLarge
 
 from .config import ConfigError
-from .updater import ListHolder, _describe
+from .download import CHUNK_BYTES, describe
+from .updater import ListHolder
 
 log = logging.getLogger("stockade.sensor.push")
 
@@ -36,7 +37,6 @@ CONTENT_TYPE_BUNDLE = "application/vnd.stockade.bundle"
 CONTENT_TYPE_DELTA = "application/vnd.stockade.delta-bundle"
 #: Accepted as a full bundle too: a plain client (curl --data-binary) sends these.
 _BUNDLE_TYPES = frozenset({CONTENT_TYPE_BUNDLE, "application/octet-stream", ""})
-CHUNK_BYTES = 64 * 1024
 MAX_TOKEN_CHARS = 4096
 
 
@@ -125,13 +125,13 @@ class PushIntake:
             # the distributor's strong ETag of this bundle: the next poll is answered 304
             verified = self.holder.accept(data, etag=f'"{hashlib.sha256(data).hexdigest()}"')
         except TooLarge as e:
-            return self._result("too_large", 413, _describe(e))
+            return self._result("too_large", 413, describe(e))
         except ListRejected as e:
-            return self._result(f"rejected.{type(e).__name__}", 409, _describe(e))
+            return self._result(f"rejected.{type(e).__name__}", 409, describe(e))
         except BlocklistError as e:  # malformed: not a bundle of ours
-            return self._result(f"malformed.{type(e).__name__}", 400, _describe(e))
+            return self._result(f"malformed.{type(e).__name__}", 400, describe(e))
         except OSError as e:
-            return self._result("store_failed", 503, f"could not save the list: {_describe(e)}")
+            return self._result("store_failed", 503, f"could not save the list: {describe(e)}")
         return self._result("accepted", 204, f"version {verified.header.version}")
 
     def _accept_delta(self, data: bytes) -> web.Response:
@@ -141,15 +141,15 @@ class PushIntake:
         try:
             verified = accept_delta(data)
         except TooLarge as e:
-            return self._result("too_large", 413, _describe(e))
+            return self._result("too_large", 413, describe(e))
         except ListRejected as e:
-            return self._result(f"rejected.{type(e).__name__}", 409, _describe(e))
+            return self._result(f"rejected.{type(e).__name__}", 409, describe(e))
         except BlocklistError as e:
             # a delta that does not apply (another base, a bad rebuild) is a refusal: the
             # distributor then sends the full bundle
-            return self._result(f"rejected.{type(e).__name__}", 409, _describe(e))
+            return self._result(f"rejected.{type(e).__name__}", 409, describe(e))
         except OSError as e:
-            return self._result("store_failed", 503, f"could not save the list: {_describe(e)}")
+            return self._result("store_failed", 503, f"could not save the list: {describe(e)}")
         return self._result("accepted", 204, f"version {verified.header.version}")
 
 

@@ -29,6 +29,7 @@ from blocklist.signing import PublicKey, now_utc
 from blocklist.trust import TrustedListState, TrustPolicy
 
 from .config import ConfigError
+from .download import describe, download
 
 log = logging.getLogger("stockade.sensor.rootchain")
 
@@ -36,8 +37,6 @@ MAX_NEW_ROOTS = 32
 #: where roots are: the distributor's API, or a publish directory behind a static server
 API_ROOTS_PATH = "/v1/roots/{n}"
 STATIC_ROOTS_PATH = "/roots/{n}.root.stockade"
-CHUNK_BYTES = 16 * 1024
-MAX_REASON_CHARS = 300
 PEM_PREFIX = b"-----BEGIN"
 
 
@@ -112,31 +111,6 @@ class RootRefresh:
     reason: str = ""
 
 
-def _describe(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    if len(text) > MAX_REASON_CHARS:
-        text = text[:MAX_REASON_CHARS] + "..."
-    return f"{type(e).__name__}: {text}"
-
-
-async def _get_root(
-    session: aiohttp.ClientSession, url: str, max_bytes: int, timeout: aiohttp.ClientTimeout
-) -> bytes | int:
-    """The body of a 200, or the HTTP status of anything else."""
-    async with session.get(url, timeout=timeout) as resp:
-        if resp.status != 200:
-            return resp.status
-        declared = resp.content_length
-        if declared is not None and declared > max_bytes:
-            raise TooLarge(f"{url}: announces {declared} bytes, limit {max_bytes}")
-        body = bytearray()
-        async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-            body += chunk
-            if len(body) > max_bytes:
-                raise TooLarge(f"{url}: passed {max_bytes} bytes; stopped reading")
-        return bytes(body)
-
-
 async def refresh_roots(
     session: aiohttp.ClientSession,
     base_url: str,
@@ -163,14 +137,15 @@ async def refresh_roots(
     for _ in range(max_new):
         url = base + path_template.format(n=state.root_version + 1)
         try:
-            answer = await _get_root(session, url, max_bytes, timeout)
+            got = await download(session, url, max_bytes=max_bytes, timeout=timeout)
+            answer: bytes | int = got.body if got.status == 200 else got.status
         except TooLarge as e:
             counters["roots.rejected.TooLarge"] += 1
             status, reason = "rejected", f"TooLarge: {e}"
             break
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
             counters["roots.failed"] += 1
-            status, reason = "failed", _describe(e)
+            status, reason = "failed", describe(e)
             if isinstance(e, TimeoutError) and not str(e):
                 reason += f"no complete answer within {timeout.total} seconds"
             break
@@ -184,7 +159,7 @@ async def refresh_roots(
             role = state.update_root(answer)
         except BlocklistError as e:
             counters[f"roots.rejected.{type(e).__name__}"] += 1
-            status, reason = "rejected", _describe(e)
+            status, reason = "rejected", describe(e)
             log.warning(
                 "root %s refused, keeping root version %d: %s", url, state.root_version, reason
             )
@@ -207,7 +182,7 @@ async def refresh_roots(
         except OSError as e:
             counters["roots.store_failed"] += 1
             return RootRefresh(
-                "failed", accepted, state.root_version, f"could not save the root: {_describe(e)}"
+                "failed", accepted, state.root_version, f"could not save the root: {describe(e)}"
             )
     if accepted and status == "current":
         status = "updated"

@@ -32,24 +32,14 @@ from blocklist.signing import Bundle, Envelope
 from blocklist.trust import TrustedListState, Verified
 
 from .decode import Decoder
+from .download import describe, download
 from .match import Matcher
 from .rootchain import refresh_roots
 
 log = logging.getLogger("stockade.sensor.updater")
 
-CHUNK_BYTES = 64 * 1024
-#: Error texts can quote what a hostile server sent (a whole bogus status line); keep the
-#: result, and so the log line, short.
-MAX_REASON_CHARS = 300
 MAX_ETAG_CHARS = 256
 MAX_STATUS_HEADER_CHARS = 200  # X-Stockade-Error: why the last update failed
-
-
-def _describe(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    if len(text) > MAX_REASON_CHARS:
-        text = text[:MAX_REASON_CHARS] + "..."
-    return f"{type(e).__name__}: {text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,44 +275,34 @@ class Updater:
         self._full_only = False
         params = {"have": str(have)} if have is not None else {}
         try:
-            async with session.get(
-                self.url, headers=headers, params=params, timeout=self.timeout
-            ) as resp:
-                if resp.status == 304:
-                    counters["update.not_modified"] += 1
-                    return UpdateResult("not_modified", version=self.holder.version)
-                if resp.status != 200:
-                    counters[f"update.http_{resp.status}"] += 1
-                    return UpdateResult(
-                        "failed", f"distributor answered HTTP {resp.status}", self.holder.version
-                    )
-                declared = resp.content_length
-                if declared is not None and declared > self.max_bytes:
-                    raise TooLarge(
-                        f"distributor announces {declared} bytes, limit is {self.max_bytes}"
-                    )
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-                    body += chunk
-                    if len(body) > self.max_bytes:
-                        raise TooLarge(
-                            f"download passed {self.max_bytes} bytes; stopped reading (endless data)"
-                        )
-                new_etag = resp.headers.get("ETag")
-                is_delta = resp.content_type == DELTA_MEDIA_TYPE
+            got = await download(
+                session,
+                self.url,
+                max_bytes=self.max_bytes,
+                timeout=self.timeout,
+                headers=headers,
+                params=params,
+            )
         except TooLarge as e:
             counters["update.rejected.TooLarge"] += 1
-            return UpdateResult("rejected", _describe(e), self.holder.version)
+            return UpdateResult("rejected", describe(e), self.holder.version)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
             # ValueError: aiohttp refuses a header it may not send (a token with a newline).
             counters["update.failed"] += 1
-            reason = _describe(e)
+            reason = describe(e)
             if isinstance(e, TimeoutError) and not str(e):
                 reason += f"no complete answer within {self.timeout.total} seconds"
             return UpdateResult("failed", reason, self.holder.version)
-        data = bytes(body)
-        del body
-        if is_delta:
+        if got.status == 304:
+            counters["update.not_modified"] += 1
+            return UpdateResult("not_modified", version=self.holder.version)
+        if got.status != 200:
+            counters[f"update.http_{got.status}"] += 1
+            return UpdateResult(
+                "failed", f"distributor answered HTTP {got.status}", self.holder.version
+            )
+        data, new_etag = got.body, got.etag
+        if got.content_type == DELTA_MEDIA_TYPE:
             return await self._accept_delta(session, data, asked=have is not None)
         if self.holder.holds(data):
             # The list in force, downloaded again (no ETag was known for it): nothing to do
@@ -335,11 +315,11 @@ class Updater:
             verified = self.holder.accept(data, etag=new_etag)
         except BlocklistError as e:
             counters[f"update.rejected.{type(e).__name__}"] += 1
-            return UpdateResult("rejected", _describe(e), self.holder.version)
+            return UpdateResult("rejected", describe(e), self.holder.version)
         except OSError as e:
             counters["update.store_failed"] += 1
             return UpdateResult(
-                "failed", f"could not save the list: {_describe(e)}", self.holder.version
+                "failed", f"could not save the list: {describe(e)}", self.holder.version
             )
         counters["update.updated"] += 1
         return UpdateResult("updated", version=verified.header.version)
@@ -356,14 +336,14 @@ class Updater:
         except BlocklistError as e:
             counters[f"update.delta_failed.{type(e).__name__}"] += 1
             if not asked:
-                return UpdateResult("rejected", _describe(e), self.holder.version)
-            log.warning("delta refused, asking for the full list: %s", _describe(e))
+                return UpdateResult("rejected", describe(e), self.holder.version)
+            log.warning("delta refused, asking for the full list: %s", describe(e))
             self._full_only = True
             return await self.fetch_once(session)
         except OSError as e:
             counters["update.store_failed"] += 1
             return UpdateResult(
-                "failed", f"could not save the list: {_describe(e)}", self.holder.version
+                "failed", f"could not save the list: {describe(e)}", self.holder.version
             )
         counters["update.delta_applied"] += 1
         counters["update.updated"] += 1
