@@ -42,8 +42,6 @@ from typing import Any, Literal
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from blocklist.fileio import write_atomic
 
@@ -59,7 +57,8 @@ from .ingest import DEFAULT_GRACE, FeedOutcome, feed_reports, ingest_feeds
 from .keys import OnlineKeys
 from .profiles import FirmwareProfile, load_profile
 from .push import PushResult, RetryPolicy, TargetProvider, no_targets, push_version
-from .store import Store
+from .store import Store, StoreError
+from .store.store import parse_store_url
 from .tenant_inputs import apply_tenant
 
 log = logging.getLogger("stockade.distributor.scheduler")
@@ -144,16 +143,11 @@ class RunReport:
 
 
 def job_store_url(url: str) -> str:
-    """The store URL as SQLAlchemy takes it (a bare path is a SQLite file, as for ``Store``)."""
-    if "://" not in url:
-        url = f"sqlite:///{url}"
+    """The store URL as SQLAlchemy takes it (``store.parse_store_url``), password included."""
     try:
-        parsed = make_url(url)
-    except ArgumentError as e:
-        raise ScheduleError(f"invalid store URL: {e}") from e
-    if parsed.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
+        return parse_store_url(url).render_as_string(hide_password=False)
+    except StoreError as e:
+        raise ScheduleError(str(e)) from e
 
 
 # --- what a list is built from ----------------------------------------------------------

@@ -55,7 +55,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -238,6 +238,25 @@ def _seconds(delta: timedelta | None, what: str) -> int | None:
 # --- the store --------------------------------------------------------------------------
 
 
+def parse_store_url(url: str) -> URL:
+    """A store URL as SQLAlchemy takes it: a bare path is a SQLite file, ``postgresql://``
+    means psycopg 3 (SQLAlchemy's default would be psycopg2); other databases are refused.
+    Anything else that opens the store's database (the scheduler's job store) uses this."""
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise StoreError(f"invalid store URL {url!r}: {e}") from e
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        shown = parsed.render_as_string(hide_password=True)
+        raise StoreError(f"{shown}: unsupported database {backend!r} (sqlite, postgresql)")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 class Store:
     """Indicator state of the distributor on SQLite (default) or PostgreSQL."""
 
@@ -255,18 +274,9 @@ class Store:
         A bare path is taken as a SQLite file. Raises ``StoreError`` when the target is not a
         database, is unreachable, or holds a schema newer than this software.
         """
-        if "://" not in url:
-            url = f"sqlite:///{url}"
-        try:
-            parsed = make_url(url)
-        except ArgumentError as e:
-            raise StoreError(f"invalid store URL {url!r}: {e}") from e
+        parsed = parse_store_url(url)
         shown = parsed.render_as_string(hide_password=True)
         backend = parsed.get_backend_name()
-        if backend not in ("sqlite", "postgresql"):
-            raise StoreError(f"{shown}: unsupported database {backend!r} (sqlite, postgresql)")
-        if parsed.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
-            parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs: dict[str, Any] = {}
         if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
             folder = Path(parsed.database).parent
